@@ -1,0 +1,138 @@
+"""The curate flow: inputs -> sources -> shots -> standard clips, every input accounted for.
+
+Reads like a table of contents: expand the inputs, acquire each (download, hash), skip what is
+done, split each new source, record every outcome in the catalog, publish the funnel.
+The work lives in `tasks/`; this file decides order, concurrency, retries and bookkeeping.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.futures import PrefectFuture, as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.tasks import exponential_backoff
+
+from flows.progress import RunProgress
+from flows.reporting import publish_curation_artifacts
+from tasks.catalog import Catalog
+from tasks.config import CurateConfig, load_config
+from tasks.ingest import acquire, expand_inputs
+from tasks.records import Acquired, InputItem, Reason, Rejected, Rejection, SourceResult
+from tasks.source import split_source
+
+
+@task(name="acquire", tags=["ingest"], persist_result=False)
+def acquire_task(item: InputItem, workdir: Path, config: CurateConfig) -> Acquired | Rejection:
+    """Download (URLs raise to be retried) and hash one input."""
+    try:
+        return acquire(item, workdir, config.ingest)
+    except Rejected as exc:
+        return Rejection.of(exc)
+
+
+@task(name="split-source", tags=["split"], persist_result=False)
+def split_task(acquired: Acquired, workdir: Path, config: CurateConfig) -> SourceResult | Rejection:
+    try:
+        return split_source(acquired, workdir, config)
+    except Rejected as exc:
+        return Rejection.of(exc)
+
+
+def _outcome(future: PrefectFuture) -> object:
+    """The task's return value, or the exception it finally failed with (after its retries)."""
+    future.wait()
+    if future.state.is_completed():
+        return future.result()
+    return future.state.result(raise_on_failure=False)
+
+
+@flow(name="curate", log_prints=True, persist_result=False)
+def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> dict:
+    """Curate `inputs` (files, folders, list files, http(s) URLs) into standard clips in `workdir`."""
+    logger = get_run_logger()
+    config = load_config(config_path)
+    work = Path(workdir).resolve()
+    catalog = Catalog(work)
+    items = expand_inputs(inputs, config.ingest)
+    progress = RunProgress(total=len(items))
+    stats = {"inputs": len(items), "skipped_done": 0, "new_sources": 0, "new_clips": 0}
+
+    download = acquire_task.with_options(
+        retries=config.ingest.download_retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=config.ingest.download_backoff_s),
+    )
+    acquiring: dict[PrefectFuture, InputItem] = {}
+    for item in items:
+        if item.refused is not None:
+            catalog.record_input(item.input, reason=item.refused, detail=item.detail)
+            progress.input_done()
+        elif catalog.input_done(item.input, item.path):
+            stats["skipped_done"] += 1
+            progress.input_done()
+        else:
+            runner = download if item.url else acquire_task
+            acquiring[runner.submit(item, work, config)] = item
+
+    splitting: dict[PrefectFuture, Acquired] = {}
+    claimed: dict[str, str] = {}  # source id -> the input that brought it in this run
+    for future in as_completed(list(acquiring)):
+        item = acquiring[future]
+        got = _outcome(future)
+        if isinstance(got, Rejection):
+            catalog.record_input(item.input, reason=got.reason, detail=got.detail)
+        elif isinstance(got, BaseException):
+            reason = Reason.DOWNLOAD_FAILED if item.url else Reason.INTERNAL_ERROR
+            catalog.record_input(item.input, reason=reason, detail=f"{type(got).__name__}: {got}")
+        else:
+            first = claimed.get(got.source_id) or catalog.source_input(got.source_id)
+            if first is not None and first != got.input and (got.source_id in claimed or catalog.source_done(got.source_id)):
+                catalog.record_input(got.input, source_id=got.source_id, reason=Reason.DUPLICATE, detail=f"same bytes as {first}")
+            elif catalog.source_done(got.source_id):
+                _record_acquired_input(catalog, got)
+                stats["skipped_done"] += 1
+            else:
+                claimed[got.source_id] = got.input
+                splitting[split_task.submit(got, work, config)] = got
+                continue
+        progress.input_done()
+
+    for future in as_completed(list(splitting)):
+        got = splitting[future]
+        result = _outcome(future)
+        if isinstance(result, SourceResult):
+            catalog.record_source(got.input, result)
+            stats["new_clips"] += len(result.clips)
+            progress.clips_done(sum(c.rejected is None for c in result.clips))
+        else:
+            if isinstance(result, Rejection):
+                reason, detail, facts = result.reason, result.detail, result.facts
+            else:
+                logger.error("internal error on %s: %r", got.input, result)
+                reason, detail, facts = Reason.INTERNAL_ERROR, f"{type(result).__name__}: {result}", {}
+            catalog.record_rejected_source(got.input, got.source_id, got.path, got.size_bytes, reason, detail, facts)
+        _record_acquired_input(catalog, got)
+        stats["new_sources"] += 1
+        progress.input_done()
+    progress.close()
+
+    report = catalog.report()
+    catalog.close()
+    publish_curation_artifacts(report["counts"], stats, str(work))
+    logger.info("curated %d inputs: %s", len(items), report["counts"])
+    return {"counts": report["counts"], "run": stats, "workdir": str(work)}
+
+
+def _record_acquired_input(catalog: Catalog, got: Acquired) -> None:
+    stat = Path(got.path).stat()
+    catalog.record_input(
+        got.input, source_id=got.source_id, path=got.path, size_bytes=stat.st_size, mtime_ns=stat.st_mtime_ns
+    )
+
+
+def run_curate(inputs: list[str], workdir: str, config_path: str | None = None) -> dict:
+    """Run the flow with the configured number of workers (a thread pool: ffmpeg does the heavy work)."""
+    workers = load_config(config_path).workers
+    runner = curate.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
+    return runner(inputs=inputs, workdir=workdir, config_path=config_path)

@@ -1,0 +1,31 @@
+"""Progress of a flow run, shown twice: a terminal bar and a Prefect progress artifact."""
+
+from __future__ import annotations
+
+import sys
+
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from tqdm import tqdm
+
+
+class RunProgress:
+    """Counts inputs done (the bar's total) and clips written (its postfix)."""
+
+    def __init__(self, total: int, key: str = "curation-progress") -> None:
+        self.total = max(total, 1)
+        self.done = 0
+        self.clips = 0
+        self._bar = tqdm(total=total, desc="sources", unit="src", file=sys.stderr, disable=None, dynamic_ncols=True)
+        self._artifact = create_progress_artifact(progress=0.0, key=key, description="Inputs done, in percent")
+
+    def input_done(self) -> None:
+        self.done += 1
+        self._bar.update(1)
+        update_progress_artifact(self._artifact, progress=100.0 * self.done / self.total)
+
+    def clips_done(self, n: int) -> None:
+        self.clips += n
+        self._bar.set_postfix(clips=self.clips)
+
+    def close(self) -> None:
+        self._bar.close()

@@ -1,0 +1,1 @@
+"""The data contract between curation and training (WebDataset shards). Built in a later issue."""

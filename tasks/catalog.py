@@ -1,0 +1,258 @@
+"""The catalog: every input, source and clip with its facts and verdict, in SQLite.
+
+SQLite because it is a real queryable store that needs no server, every write is a
+transaction (a source and all its clips land together or not at all), and anyone can open
+`WORKDIR/catalog.sqlite` with the `sqlite3` shell or DuckDB's sqlite scanner.
+
+Rows are keyed by content ids, and every write is an upsert, so a rerun never duplicates.
+The invariant the report checks: every input ends as exactly one source or one rejection,
+and every item (clip, or input/source rejected before splitting) is accepted or rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tasks.records import ClipResult, Reason, SourceResult
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS inputs (
+    input       TEXT PRIMARY KEY,   -- as the user gave it
+    source_id   TEXT,               -- sha256 of its bytes, once known
+    path        TEXT,               -- the local file that was read
+    size_bytes  INTEGER,
+    mtime_ns    INTEGER,            -- with size, lets a rerun skip re-hashing an unchanged file
+    verdict     TEXT NOT NULL,      -- 'source' or 'rejected'
+    reason      TEXT,
+    detail      TEXT,
+    updated_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sources (
+    source_id   TEXT PRIMARY KEY,
+    input       TEXT NOT NULL,      -- the first input that brought these bytes
+    path        TEXT NOT NULL,
+    size_bytes  INTEGER NOT NULL,
+    probe       TEXT,               -- JSON of tasks.records.Probe (or what was learnt before a rejection)
+    n_shots     INTEGER,
+    verdict     TEXT NOT NULL,      -- 'split' or 'rejected'
+    reason      TEXT,
+    detail      TEXT,
+    updated_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS clips (
+    clip_id     TEXT PRIMARY KEY,
+    source_id   TEXT NOT NULL REFERENCES sources(source_id),
+    shot_index  INTEGER NOT NULL,
+    piece_index INTEGER NOT NULL,
+    start_s     REAL NOT NULL,
+    end_s       REAL NOT NULL,
+    path        TEXT,
+    verdict     TEXT NOT NULL,      -- 'accepted' or 'rejected'
+    reason      TEXT,
+    detail      TEXT,
+    metrics     TEXT NOT NULL,      -- JSON object of every metric measured on the clip
+    updated_at  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS clips_by_source ON clips(source_id);
+"""
+
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class ReportItem:
+    """One line of the report: a clip, or an input or source rejected before splitting."""
+
+    source: str
+    clip: str | None
+    start: float | None
+    end: float | None
+    verdict: str
+    reason: str | None
+    metrics: dict
+
+    def as_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "clip": self.clip,
+            "start": self.start,
+            "end": self.end,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "metrics": self.metrics,
+        }
+
+
+class Catalog:
+    """The catalog of one work directory. Not shared across threads: the flow owns it."""
+
+    def __init__(self, workdir: str | Path) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.path = self.workdir / "catalog.sqlite"
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # ---- what is done ---------------------------------------------------------------------
+
+    def source_done(self, source_id: str) -> bool:
+        """A source is done when it split, or was rejected for what its bytes are (not our error)."""
+        row = self._db.execute("SELECT verdict, reason FROM sources WHERE source_id = ?", (source_id,)).fetchone()
+        return row is not None and row["reason"] != Reason.INTERNAL_ERROR.value
+
+    def source_input(self, source_id: str) -> str | None:
+        row = self._db.execute("SELECT input FROM sources WHERE source_id = ?", (source_id,)).fetchone()
+        return row["input"] if row else None
+
+    def input_done(self, input_: str, path: str | None) -> bool:
+        """True when this input already led to a finished source and, for a local file, its
+        size and modification time are unchanged (so its bytes need not be hashed again)."""
+        row = self._db.execute("SELECT * FROM inputs WHERE input = ?", (input_,)).fetchone()
+        if row is None or row["verdict"] != "source" or not self.source_done(row["source_id"]):
+            return False
+        if path is None:  # a URL: its download is keyed by the URL
+            return True
+        try:
+            stat = Path(path).stat()
+        except OSError:
+            return False
+        return (stat.st_size, stat.st_mtime_ns) == (row["size_bytes"], row["mtime_ns"])
+
+    # ---- writes ---------------------------------------------------------------------------
+
+    def record_input(
+        self,
+        input_: str,
+        *,
+        source_id: str | None = None,
+        path: str | None = None,
+        size_bytes: int | None = None,
+        mtime_ns: int | None = None,
+        reason: Reason | None = None,
+        detail: str = "",
+    ) -> None:
+        """Record an input: tied to a source, or rejected with a reason."""
+        verdict = "source" if reason is None else REJECTED
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO inputs VALUES (?,?,?,?,?,?,?,?,?)",
+                (input_, source_id, path, size_bytes, mtime_ns, verdict,
+                 reason.value if reason else None, detail, _now()),
+            )  # fmt: skip
+
+    def record_rejected_source(
+        self, input_: str, source_id: str, path: str, size_bytes: int, reason: Reason, detail: str, facts: dict
+    ) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM clips WHERE source_id = ?", (source_id,))
+            db.execute(
+                "INSERT OR REPLACE INTO sources VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (source_id, input_, path, size_bytes, json.dumps(facts), None, REJECTED, reason.value, detail, _now()),
+            )
+
+    def record_source(self, input_: str, result: SourceResult) -> None:
+        """A split source and all its clips, in one transaction."""
+        acq = result.acquired
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO sources VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (acq.source_id, input_, acq.path, acq.size_bytes, json.dumps(result.probe.as_dict()),
+                 len(result.shots), "split", None, None, _now()),
+            )  # fmt: skip
+            for clip in result.clips:
+                db.execute("INSERT OR REPLACE INTO clips VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _clip_row(acq.source_id, clip))
+
+    # ---- reads ----------------------------------------------------------------------------
+
+    def items(self) -> list[ReportItem]:
+        """One item per clip, and one per input or source rejected before splitting."""
+        items: list[ReportItem] = []
+        rows = self._db.execute(
+            "SELECT i.input, i.verdict AS iv, i.reason AS ir, i.detail AS idt, s.verdict AS sv, s.reason AS sr,"
+            " s.detail AS sdt, s.probe, s.input AS first_input FROM inputs i"
+            " LEFT JOIN sources s ON s.source_id = i.source_id ORDER BY i.input"
+        ).fetchall()
+        for r in rows:
+            if r["iv"] == REJECTED:
+                items.append(ReportItem(r["input"], None, None, None, REJECTED, r["ir"], {"detail": r["idt"]}))
+            elif r["sv"] == REJECTED and r["first_input"] == r["input"]:
+                facts = {"detail": r["sdt"], **json.loads(r["probe"] or "{}")}
+                items.append(ReportItem(r["input"], None, None, None, REJECTED, r["sr"], facts))
+        clips = self._db.execute(
+            "SELECT c.*, s.input AS input FROM clips c JOIN sources s USING (source_id)"
+            " ORDER BY s.input, c.start_s"
+        ).fetchall()
+        for c in clips:
+            metrics = json.loads(c["metrics"])
+            if c["detail"]:
+                metrics["detail"] = c["detail"]
+            if c["path"]:
+                metrics["path"] = c["path"]
+            items.append(ReportItem(c["input"], c["clip_id"], c["start_s"], c["end_s"], c["verdict"], c["reason"], metrics))
+        return items
+
+    def counts(self, items: list[ReportItem] | None = None) -> dict:
+        items = self.items() if items is None else items
+        one = lambda sql: self._db.execute(sql).fetchone()[0]  # noqa: E731
+        by_reason = Counter(i.reason for i in items if i.verdict == REJECTED)
+        return {
+            "inputs": one("SELECT COUNT(*) FROM inputs"),
+            "sources": one("SELECT COUNT(*) FROM sources"),
+            "clips": one("SELECT COUNT(*) FROM clips"),
+            "items": len(items),
+            "accepted": sum(i.verdict == ACCEPTED for i in items),
+            "rejected": sum(i.verdict == REJECTED for i in items),
+            "rejected_by_reason": dict(sorted(by_reason.items())),
+            "accepted_hours": round(
+                one(f"SELECT COALESCE(SUM(end_s - start_s), 0) FROM clips WHERE verdict = '{ACCEPTED}'") / 3600, 4
+            ),
+        }
+
+    def report(self) -> dict:
+        items = self.items()
+        return {"counts": self.counts(items), "items": [i.as_dict() for i in items]}
+
+
+
+def _clip_row(source_id: str, clip: ClipResult) -> tuple:
+    plan = clip.plan
+    verdict = ACCEPTED if clip.rejected is None else REJECTED
+    metrics = {"duration_s": round(plan.length_s, 4), **clip.metrics}
+    return (
+        plan.clip_id, source_id, plan.shot_index, plan.piece_index, plan.start_s, plan.end_s, clip.path,
+        verdict, clip.rejected.value if clip.rejected else None, clip.detail, json.dumps(metrics), _now(),
+    )  # fmt: skip

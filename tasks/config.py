@@ -1,0 +1,125 @@
+"""The curation configuration: every threshold in one validated file.
+
+One YAML or TOML file holds all settings; anything left out takes the default below. An
+unknown key is an error that names the key, because a misspelt threshold that silently
+falls back to its default is the worst kind of curation bug.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IngestConfig(_Section):
+    """Which inputs are taken, and limits that reject absurd sources before any decoding."""
+
+    roots: list[str] = Field(
+        default_factory=list,
+        description="Extra folders that paths named in list files may live under "
+        "(besides the list file's own folder and the folders given on the command line).",
+    )
+    download_retries: int = Field(3, ge=0, description="Retries of a failed URL download.")
+    download_backoff_s: float = Field(2.0, gt=0, description="First retry delay; doubles each retry.")
+    download_timeout_s: float = Field(60.0, gt=0, description="Socket timeout of one download.")
+    max_file_bytes: int = Field(50 * 1024**3, gt=0, description="Larger files are rejected as absurd_size.")
+    max_duration_s: float = Field(6 * 3600.0, gt=0, description="Longer sources are rejected as absurd_size.")
+    min_side_px: int = Field(64, gt=0, description="Smaller frames are rejected as absurd_size.")
+    max_side_px: int = Field(8192, gt=0, description="Larger frames are rejected as absurd_size.")
+    require_audio: bool = Field(True, description="Reject sources without an audio stream as no_audio.")
+
+
+class SplitConfig(_Section):
+    """Shot detection (PySceneDetect) and the clip length window."""
+
+    detector: Literal["adaptive", "content", "histogram"] = "adaptive"
+    adaptive_threshold: float = Field(3.0, gt=0, description="AdaptiveDetector adaptive_threshold.")
+    content_threshold: float = Field(27.0, gt=0, description="ContentDetector threshold.")
+    histogram_threshold: float = Field(0.05, gt=0, description="HistogramDetector threshold.")
+    min_scene_len_frames: int = Field(15, ge=1, description="No two cuts closer than this.")
+    downscale: int | None = Field(
+        None, ge=1, description="Integer downscale factor for detection; None picks one for ~256 px wide."
+    )
+    backend: Literal["opencv", "pyav"] = Field("opencv", description="Decoder for detection (opencv is ~2x faster).")
+    min_clip_s: float = Field(3.0, gt=0, description="Shorter shots are rejected as too_short.")
+    max_clip_s: float = Field(15.0, gt=0, description="Longer shots are cut into equal pieces no longer than this.")
+
+    @model_validator(mode="after")
+    def _window(self) -> SplitConfig:
+        # Cutting a long shot into equal pieces yields pieces longer than max/2; they must not fall under min.
+        if self.max_clip_s < 2 * self.min_clip_s:
+            raise ValueError("split.max_clip_s must be at least twice split.min_clip_s")
+        return self
+
+
+class StandardizeConfig(_Section):
+    """The standard clip: constant frame rate H.264 with 16 kHz mono audio."""
+
+    fps: float = Field(25.0, gt=0, le=120, description="Output frame rate (AnyTalker trains at 24).")
+    audio_rate: int = Field(16000, ge=8000, description="Output audio sample rate, mono.")
+    max_height: int = Field(1080, ge=64, description="Taller videos are scaled down to this height.")
+    crf: int = Field(18, ge=0, le=51, description="libx264 constant rate factor.")
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = "veryfast"
+    clips_per_pass: int = Field(
+        8, ge=1, description="Clips cut by one ffmpeg process (one decode of their span, one encoder each)."
+    )
+
+
+class CurateConfig(_Section):
+    """Everything `anytalker curate` reads."""
+
+    workers: int = Field(2, ge=1, description="Sources processed at once.")
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    standardize: StandardizeConfig = Field(default_factory=StandardizeConfig)
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file and the key."""
+
+
+def _read_mapping(path: Path) -> dict:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".toml":
+        data = tomllib.loads(text)
+    elif path.suffix.lower() in (".yaml", ".yml"):
+        data = yaml.safe_load(text) or {}
+    else:
+        raise ConfigError(f"{path}: config files must end in .yaml, .yml or .toml")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def load_config(path: str | Path | None = None) -> CurateConfig:
+    """Read and validate a config file; None gives the defaults."""
+    if path is None:
+        return CurateConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    data = _read_mapping(path)
+    try:
+        return CurateConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                problems.append(f"unknown key '{key}'")
+            else:
+                problems.append(f"'{key}': {err['msg']}")
+        raise ConfigError(f"{path}: " + "; ".join(problems)) from None
+
+
+def dump_default_config() -> str:
+    """The defaults as YAML, for `anytalker config` and the README."""
+    return yaml.safe_dump(CurateConfig().model_dump(), sort_keys=False)

@@ -1,0 +1,159 @@
+"""The records that flow between stages and into the catalog.
+
+Every stage returns one of these or raises `Rejected`; the flow turns either into catalog rows,
+so that every input ends `accepted` or `rejected` with a reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why an input, source or clip was rejected. Values are what the catalog and report show."""
+
+    # inputs
+    UNSUPPORTED_SCHEME = "unsupported_scheme"
+    OUTSIDE_ROOTS = "outside_roots"
+    NOT_FOUND = "not_found"
+    DOWNLOAD_FAILED = "download_failed"
+    DUPLICATE = "duplicate"
+    # sources
+    EMPTY_FILE = "empty_file"
+    UNREADABLE = "unreadable"
+    TRUNCATED = "truncated"
+    NO_VIDEO_STREAM = "no_video_stream"
+    ZERO_LENGTH = "zero_length"
+    ABSURD_SIZE = "absurd_size"
+    NO_AUDIO = "no_audio"
+    DECODE_ERROR = "decode_error"
+    INTERNAL_ERROR = "internal_error"
+    # clips
+    TOO_SHORT = "too_short"
+    ENCODE_ERROR = "encode_error"
+
+
+class Rejected(Exception):
+    """Raised by a stage when its input cannot go on; carries the reason and a human detail."""
+
+    def __init__(self, reason: Reason, detail: str = "", facts: dict | None = None) -> None:
+        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
+        self.reason = reason
+        self.detail = detail
+        self.facts = facts or {}  # what was learnt before the rejection (e.g. the probe), kept in the catalog
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A `Rejected` turned into a value at a stage boundary (what Prefect tasks return)."""
+
+    reason: Reason
+    detail: str = ""
+    facts: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, exc: Rejected) -> Rejection:
+        return cls(exc.reason, exc.detail, exc.facts)
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One input as the user gave it, resolved to a local path or a URL, or refused."""
+
+    input: str  # exactly as given (a path, a URL, or a line of a list file)
+    path: str | None = None  # local file to read
+    url: str | None = None  # http(s) URL to download
+    refused: Reason | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Acquired:
+    """An input whose bytes are on local disk and hashed: the source id is their sha256."""
+
+    input: str
+    path: str
+    source_id: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the container says, checked against the packets: the facts later stages rely on."""
+
+    duration_s: float
+    width: int  # after rotation
+    height: int  # after rotation
+    rotation: int  # degrees, as the display matrix says
+    fps: float  # average frame rate
+    vfr: bool  # frame intervals vary
+    n_frames: int
+    video_codec: str
+    video_start_s: float
+    has_audio: bool
+    audio_codec: str | None
+    audio_rate: int | None
+    audio_channels: int | None
+    format_name: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Shot:
+    """A shot in source time (seconds of presentation time, as ffmpeg sees them)."""
+
+    index: int
+    start_s: float
+    end_s: float
+
+    @property
+    def length_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass(frozen=True)
+class ClipPlan:
+    """A piece of a shot that becomes one standard clip (or a too_short rejection)."""
+
+    clip_id: str
+    shot_index: int
+    piece_index: int
+    start_s: float
+    end_s: float
+    rejected: Reason | None = None
+
+    @property
+    def length_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass(frozen=True)
+class ClipResult:
+    """A planned clip after standardization: its file, or why there is none."""
+
+    plan: ClipPlan
+    path: str | None
+    n_frames: int = 0
+    rejected: Reason | None = None
+    detail: str = ""
+    metrics: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceResult:
+    """Everything one source produced: its probe, its shots and its clips."""
+
+    acquired: Acquired
+    probe: Probe
+    shots: list[Shot]
+    clips: list[ClipResult]
+
+
+def clip_id_for(source_id: str, start_s: float, end_s: float, fps: float) -> str:
+    """A clip id from content: the source bytes' hash, the time range and the output rate."""
+    key = f"{source_id}:{start_s:.3f}:{end_s:.3f}:{fps:g}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
