@@ -24,10 +24,17 @@ def _ffprobe(path: Path) -> dict:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         message = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"ffprobe exit {proc.returncode}"
-        if "moov atom not found" in proc.stderr:
+        if "moov atom not found" in proc.stderr and _starts_like_mp4(path):
             raise Rejected(Reason.TRUNCATED, f"incomplete mp4 (moov atom not found): {message}")
         raise Rejected(Reason.UNREADABLE, message)
     return json.loads(proc.stdout)
+
+
+def _starts_like_mp4(path: Path) -> bool:
+    """An ISO-BMFF file opens with a box such as ftyp; a text file named .mp4 does not."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    return len(head) == 8 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
 
 
 def _rotation(stream: dict) -> int:

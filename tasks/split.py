@@ -43,7 +43,8 @@ def detect_cut_frames(path: str | Path, config: SplitConfig, expected_frames: in
     decoded = manager.detect_scenes(video, show_progress=False)
     if decoded < 0.9 * expected_frames:
         raise Rejected(Reason.DECODE_ERROR, f"decoded {decoded} of {expected_frames} frames")
-    return sorted({int(cut.frame_num) for cut in manager.get_cut_list() if 0 < cut.frame_num < expected_frames})
+    starts = (int(scene[0].frame_num) for scene in manager.get_scene_list(start_in_scene=True))
+    return sorted({f for f in starts if 0 < f < expected_frames})
 
 
 def shots_from_cuts(cut_frames: list[int], times: np.ndarray) -> list[Shot]:
@@ -72,10 +73,14 @@ def plan_clips(source_id: str, shots: list[Shot], config: SplitConfig, fps: floa
             )
             continue
         pieces = max(1, math.ceil(shot.length_s / config.max_clip_s - 1e-9))
-        # Whole output frames per piece, so every clip has an exact frame count at `fps`.
-        frames = int(shot.length_s / pieces * fps)
+        # Whole output frames per piece, so every clip has an exact frame count at `fps`; the
+        # shot's frames are shared out so that pieces differ by at most one frame.
+        total = int(shot.length_s * fps + 1e-6)
+        first = 0
         for k in range(pieces):
-            start = shot.start_s + k * frames / fps
-            end = start + frames / fps
-            plans.append(ClipPlan(clip_id_for(source_id, start, end, fps), shot.index, k, round(start, 6), round(end, 6)))
+            frames = total // pieces + (1 if k < total % pieces else 0)
+            start = round(shot.start_s + first / fps, 6)
+            end = round(shot.start_s + (first + frames) / fps, 6)
+            plans.append(ClipPlan(clip_id_for(source_id, start, end, fps), shot.index, k, start, end))
+            first += frames
     return plans

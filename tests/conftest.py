@@ -1,0 +1,77 @@
+"""Shared fixtures: the ../shared data (skipped with a message where absent), media made with
+ffmpeg and espeak-ng, and one Prefect test server for the whole session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from anytalker import prefect_env
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ANYTALKER_SHARED", ROOT.parent / "shared")).resolve()
+SHARED_VIDEOS = SHARED / "data" / "videos"
+
+prefect_env.configure()
+
+
+@pytest.fixture(scope="session")
+def shared_videos() -> Path:
+    if not SHARED_VIDEOS.is_dir():
+        pytest.skip(f"../shared/data is not here ({SHARED_VIDEOS}); CI has it, a user's machine may not")
+    return SHARED_VIDEOS
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One temporary Prefect server (SQLite in a temp PREFECT_HOME) for every flow test."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    os.environ["PREFECT_HOME"] = str(home)
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+def make_video(
+    path: Path,
+    seconds: float,
+    *,
+    audio: bool = True,
+    size: str = "320x240",
+    rate: int = 25,
+    colour: str | None = None,
+) -> Path:
+    """A real H.264 mp4 from ffmpeg's test sources (a moving pattern, or a flat colour; a tone)."""
+    source = f"color=c={colour}:s={size}:r={rate}" if colour else f"testsrc2=s={size}:r={rate}"
+    args = ["-f", "lavfi", "-i", f"{source}:d={seconds}"]
+    if audio:
+        args += ["-f", "lavfi", "-i", f"sine=f=440:r=44100:d={seconds}", "-c:a", "aac"]
+    ffmpeg(*args, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-shortest", str(path))
+    return path
+
+
+def make_cut_video(path: Path, shots: list[tuple[str, float]], *, audio: bool = True) -> Path:
+    """Shots of flat colours that differ in brightness and hue, concatenated with hard cuts."""
+    inputs: list[str] = []
+    for colour, seconds in shots:
+        inputs += ["-f", "lavfi", "-i", f"color=c={colour}:s=320x240:r=25:d={seconds}"]
+    n = len(shots)
+    graph = "".join(f"[{i}:v]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]"
+    args = [*inputs]
+    if audio:
+        total = sum(s for _, s in shots)
+        args += ["-f", "lavfi", "-i", f"sine=f=300:r=16000:d={total}"]
+    args += ["-filter_complex", graph, "-map", "[v]"]
+    if audio:
+        args += ["-map", f"{n}:a", "-c:a", "aac"]
+    ffmpeg(*args, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path))
+    return path

@@ -1,0 +1,80 @@
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ffmpeg, make_video
+
+from tasks.config import IngestConfig, SplitConfig, StandardizeConfig
+from tasks.probe import probe
+from tasks.records import ClipPlan, Shot, clip_id_for
+from tasks.split import plan_clips
+from tasks.standardize import clip_path, inspect_clip, standardize
+
+
+def _pcm(path: Path) -> np.ndarray:
+    out = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", "16000", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return np.frombuffer(out, np.float32)
+
+
+def _plan(start: float, end: float) -> ClipPlan:
+    return ClipPlan(clip_id_for("x", start, end, 25), 0, 0, start, end)
+
+
+def test_vfr_source_becomes_constant_frame_rate(shared_videos: Path, tmp_path: Path) -> None:
+    src = shared_videos / "PySceneDetect__goldeneye-vfr-drop3.mp4"
+    facts, _ = probe(src, IngestConfig(require_audio=False))
+    assert facts.vfr
+    plans = [_plan(0.0, 3.72), _plan(3.75375, 8.79375)]
+    results = standardize(src, "goldeneye", facts, plans, tmp_path, StandardizeConfig())
+    for result in results:
+        assert result.rejected is None, result.detail
+        out, _ = probe(result.path, IngestConfig())
+        assert not out.vfr and out.fps == pytest.approx(25.0, abs=0.01)
+        assert out.n_frames == round(result.plan.length_s * 25)
+        assert (out.audio_rate, out.audio_channels) == (16000, 1)  # a silent track: every clip has audio
+        assert np.abs(_pcm(Path(result.path))).max() < 1e-3
+    assert not list(tmp_path.rglob("*.part"))
+
+
+def test_rotation_is_applied(tmp_path: Path) -> None:
+    plain = make_video(tmp_path / "plain.mp4", 4.0, size="320x240")
+    rotated = tmp_path / "rotated.mp4"
+    ffmpeg("-i", str(plain), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(rotated))
+    facts, _ = probe(rotated, IngestConfig())
+    (result,) = standardize(rotated, "rot", facts, [_plan(0.0, 3.2)], tmp_path, StandardizeConfig())
+    out = inspect_clip(Path(result.path))
+    assert (out["width"], out["height"]) == (240, 320)
+    assert probe(result.path, IngestConfig())[0].rotation == 0
+
+
+def test_delayed_audio_stays_in_sync(tmp_path: Path) -> None:
+    """Audio that starts 0.6 s after the video keeps its gap (the classic extraction pitfall)."""
+    video = make_video(tmp_path / "v.mp4", 5.0, audio=False)
+    tone = tmp_path / "tone.m4a"
+    ffmpeg("-f", "lavfi", "-i", "sine=f=440:r=16000:d=4.4", "-c:a", "aac", str(tone))
+    delayed = tmp_path / "delayed.mp4"
+    ffmpeg("-i", str(video), "-itsoffset", "0.6", "-i", str(tone), "-map", "0:v", "-map", "1:a", "-c", "copy", str(delayed))
+    facts, _ = probe(delayed, IngestConfig())
+    (result,) = standardize(delayed, "d", facts, [_plan(0.0, 4.0)], tmp_path, StandardizeConfig())
+    pcm = np.abs(_pcm(Path(result.path)))
+    loud = np.flatnonzero(pcm > 0.1)
+    assert loud[0] / 16000 == pytest.approx(0.6, abs=0.04)
+    assert len(pcm) / 16000 == pytest.approx(4.0, abs=0.07)
+
+
+def test_clips_are_cut_in_groups_and_reused_on_rerun(tmp_path: Path) -> None:
+    src = make_video(tmp_path / "long.mp4", 20.0)
+    facts, _ = probe(src, IngestConfig())
+    plans = plan_clips("long", [Shot(0, 0.0, 20.0)], SplitConfig(), 25)
+    config = StandardizeConfig(clips_per_pass=1, max_height=120)
+    first = standardize(src, "long", facts, plans, tmp_path, config)
+    assert [r.n_frames for r in first] == [250, 250]
+    assert all(inspect_clip(Path(r.path))["height"] == 120 for r in first)
+    stamp = [Path(r.path).stat().st_mtime_ns for r in first]
+    again = standardize(src, "long", facts, plans, tmp_path, config)
+    assert [Path(r.path).stat().st_mtime_ns for r in again] == stamp
+    assert Path(first[0].path) == clip_path(tmp_path, "long", plans[0].clip_id)
