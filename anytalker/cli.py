@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -100,6 +99,3 @@ def show_config() -> None:
     typer.echo(dump_default_config(), nl=False)
 
 
-def main() -> None:  # pragma: no cover - console entry point alias
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app()

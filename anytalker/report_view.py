@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.table import Table
 
@@ -9,7 +11,7 @@ SHOWN_METRICS = ("duration_s", "n_frames", "width", "height", "detail")
 
 
 def print_report(data: dict, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or Console(width=None if sys.stdout.isatty() else 200)
     table = Table(title="Curation report", show_lines=False)
     for column in ("source", "clip", "start", "end", "verdict", "reason", "metrics"):
         table.add_column(column, overflow="fold")

@@ -77,8 +77,7 @@ def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> d
 
     splitting: dict[PrefectFuture, Acquired] = {}
     claimed: dict[str, str] = {}  # source id -> the input that brought it in this run
-    for future in as_completed(list(acquiring)):
-        item = acquiring[future]
+    for future, item in acquiring.items():  # in input order, so the first of two identical inputs wins
         got = _outcome(future)
         if isinstance(got, Rejection):
             catalog.record_input(item.input, reason=got.reason, detail=got.detail)

@@ -7,6 +7,7 @@ when the frame rate varies or the video stream starts after the audio.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from scenedetect.detector import SceneDetector
 
 from tasks.config import SplitConfig
 from tasks.records import ClipPlan, Reason, Rejected, Shot, clip_id_for
+
+logging.getLogger("pyscenedetect").setLevel(logging.WARNING)  # one "Detecting scenes..." per source is noise
 
 
 def make_detector(config: SplitConfig) -> SceneDetector:
