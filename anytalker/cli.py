@@ -43,7 +43,7 @@ def curate(
     """
     workdir = workdir.resolve()
     prefect_env.configure(_prefect_home(workdir))
-    from flows.curate import run_curate
+    from flows.curate import curate as curate_flow
     from tasks.config import ConfigError, load_config
 
     try:
@@ -51,7 +51,7 @@ def curate(
     except ConfigError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
-    result = run_curate(inputs, str(workdir), str(config) if config else None)
+    result = curate_flow(inputs=inputs, workdir=str(workdir), config_path=str(config) if config else None)
     typer.echo(json.dumps(result["counts"], indent=2))
 
 

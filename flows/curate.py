@@ -63,21 +63,48 @@ def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> d
         retries=config.ingest.download_retries,
         retry_delay_seconds=exponential_backoff(backoff_factor=config.ingest.download_backoff_s),
     )
-    acquiring: dict[PrefectFuture, InputItem] = {}
-    for item in items:
-        if item.refused is not None:
-            catalog.record_input(item.input, reason=item.refused, detail=item.detail)
-            progress.input_done()
-        elif catalog.input_done(item.input, item.path):
-            stats["skipped_done"] += 1
-            progress.input_done()
-        else:
-            runner = download if item.url else acquire_task
-            acquiring[runner.submit(item, work, config)] = item
+    with make_task_runner(config) as runner:
+        acquiring: dict[PrefectFuture, InputItem] = {}
+        for item in items:
+            if item.refused is not None:
+                catalog.record_input(item.input, reason=item.refused, detail=item.detail)
+                progress.input_done()
+            elif catalog.input_done(item.input, item.path):
+                stats["skipped_done"] += 1
+                progress.input_done()
+            else:
+                args = {"item": item, "workdir": work, "config": config}
+                acquiring[runner.submit(download if item.url else acquire_task, args)] = item
+        splitting = _split_new_sources(runner, acquiring, catalog, work, config, progress, stats)
+        _record_splits(splitting, catalog, progress, stats, logger)
+    progress.close()
 
+    report = catalog.report()
+    catalog.close()
+    publish_curation_artifacts(report["counts"], stats, str(work))
+    logger.info("curated %d inputs: %s", len(items), report["counts"])
+    return {"counts": report["counts"], "run": stats, "workdir": str(work)}
+
+
+def make_task_runner(config: CurateConfig) -> ThreadPoolTaskRunner:
+    """Threads suffice locally: the heavy work runs in ffmpeg and native decoders, not in Python."""
+    return ThreadPoolTaskRunner(max_workers=config.workers)
+
+
+def _split_new_sources(
+    runner: ThreadPoolTaskRunner,
+    acquiring: dict[PrefectFuture, InputItem],
+    catalog: Catalog,
+    work: Path,
+    config: CurateConfig,
+    progress: RunProgress,
+    stats: dict,
+) -> dict[PrefectFuture, Acquired]:
+    """Record each acquisition, in input order (so the first of two identical inputs wins),
+    and submit a split for every source not done before."""
     splitting: dict[PrefectFuture, Acquired] = {}
     claimed: dict[str, str] = {}  # source id -> the input that brought it in this run
-    for future, item in acquiring.items():  # in input order, so the first of two identical inputs wins
+    for future, item in acquiring.items():
         got = _outcome(future)
         if isinstance(got, Rejection):
             catalog.record_input(item.input, reason=got.reason, detail=got.detail)
@@ -86,17 +113,25 @@ def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> d
             catalog.record_input(item.input, reason=reason, detail=f"{type(got).__name__}: {got}")
         else:
             first = claimed.get(got.source_id) or catalog.source_input(got.source_id)
-            if first is not None and first != got.input and (got.source_id in claimed or catalog.source_done(got.source_id)):
-                catalog.record_input(got.input, source_id=got.source_id, reason=Reason.DUPLICATE, detail=f"same bytes as {first}")
+            taken = got.source_id in claimed or catalog.source_done(got.source_id)
+            if first is not None and first != got.input and taken:
+                detail = f"same bytes as {first}"
+                catalog.record_input(got.input, source_id=got.source_id, reason=Reason.DUPLICATE, detail=detail)
             elif catalog.source_done(got.source_id):
                 _record_acquired_input(catalog, got)
                 stats["skipped_done"] += 1
             else:
                 claimed[got.source_id] = got.input
-                splitting[split_task.submit(got, work, config)] = got
+                splitting[runner.submit(split_task, {"acquired": got, "workdir": work, "config": config})] = got
                 continue
         progress.input_done()
+    return splitting
 
+
+def _record_splits(
+    splitting: dict[PrefectFuture, Acquired], catalog: Catalog, progress: RunProgress, stats: dict, logger
+) -> None:
+    """Record each split source and its clips as it finishes; an unexpected error costs one source."""
     for future in as_completed(list(splitting)):
         got = splitting[future]
         result = _outcome(future)
@@ -114,13 +149,6 @@ def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> d
         _record_acquired_input(catalog, got)
         stats["new_sources"] += 1
         progress.input_done()
-    progress.close()
-
-    report = catalog.report()
-    catalog.close()
-    publish_curation_artifacts(report["counts"], stats, str(work))
-    logger.info("curated %d inputs: %s", len(items), report["counts"])
-    return {"counts": report["counts"], "run": stats, "workdir": str(work)}
 
 
 def _record_acquired_input(catalog: Catalog, got: Acquired) -> None:
@@ -129,9 +157,3 @@ def _record_acquired_input(catalog: Catalog, got: Acquired) -> None:
         got.input, source_id=got.source_id, path=got.path, size_bytes=stat.st_size, mtime_ns=stat.st_mtime_ns
     )
 
-
-def run_curate(inputs: list[str], workdir: str, config_path: str | None = None) -> dict:
-    """Run the flow with the configured number of workers (a thread pool: ffmpeg does the heavy work)."""
-    workers = load_config(config_path).workers
-    runner = curate.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
-    return runner(inputs=inputs, workdir=workdir, config_path=config_path)

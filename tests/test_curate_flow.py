@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import ffmpeg, make_cut_video, make_video
 
-from flows.curate import run_curate
+from flows.curate import curate
 from tasks.catalog import Catalog
 
 ODD_NAME = "it's a \"talk\" — café ünïcode.mp4"
@@ -55,7 +55,7 @@ def test_bad_inputs_end_rejected_and_the_flow_completes(prefect_server, tmp_path
     inputs = [str(media), "ftp://example.org/x.mp4", f"{base}/remote.mp4", f"{base}/gone.mp4"]
     work = tmp_path / "work"
 
-    result = run_curate(inputs, str(work), str(config))
+    result = curate(inputs, str(work), str(config))
 
     with Catalog(work) as catalog:
         report = catalog.report()
@@ -85,7 +85,7 @@ def test_bad_inputs_end_rejected_and_the_flow_completes(prefect_server, tmp_path
 
     rows = _rows(work)
     clip_times = {p: p.stat().st_mtime_ns for p in work.rglob("clips/**/*.mp4")}
-    again = run_curate(inputs, str(work), str(config))
+    again = curate(inputs, str(work), str(config))
     assert again["run"]["new_sources"] == 0 and again["run"]["new_clips"] == 0
     assert again["counts"] == counts and _rows(work) == rows
     assert {p: p.stat().st_mtime_ns for p in work.rglob("clips/**/*.mp4")} == clip_times
@@ -99,7 +99,7 @@ def test_shared_footage_through_the_flow(prefect_server, shared_videos: Path, tm
     )
     config = tmp_path / "c.toml"
     config.write_text(f"[ingest]\nrequire_audio = false\nroots = ['{shared_videos}']\n")
-    result = run_curate([str(listing)], str(tmp_path / "work"), str(config))
+    result = curate([str(listing)], str(tmp_path / "work"), str(config))
     with Catalog(tmp_path / "work") as catalog:
         items = catalog.report()["items"]
     hamilton = [i for i in items if "hamilton" in i["source"]]
