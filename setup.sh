@@ -28,8 +28,11 @@ fi
 stamp=".venv/.installed-$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing Python packages into .venv (a few minutes the first time)" >&2
-  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements.lock
-  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+  # (pip's notes about unused local package folders on some machines are filtered out)
+  pip_quiet() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }; }
+  pip_quiet --no-deps -r requirements.lock
+  pip_quiet --no-deps -e .
+  .venv/bin/python -c 'import anytalker.cli, flows.curate' || { echo "setup: the install is incomplete" >&2; exit 1; }
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
