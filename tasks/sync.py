@@ -1,0 +1,143 @@
+"""Lip sync per clip: an audio-visual offset in frames and a confidence, as SyncNet reports them.
+
+For every candidate offset within +-`search` frames a distance between the mouth and the audio
+is computed; the offset is the one with the smallest distance and the confidence is the median
+distance minus the smallest (SyncNet's definition). A positive offset means the audio lags the
+picture by that many frames. Two backends share this:
+
+- `syncnet`: the official SyncNet checkpoint format (tasks/syncnet.py), for users who have it;
+  distance = mean Euclidean distance between lip and audio embeddings at that offset.
+- `estimate`: needs no weights. Distance = 1 - Pearson correlation between the mouth opening
+  per frame (MediaPipe jawOpen, else the inner-lip gap) and the speech-band (300-3000 Hz)
+  envelope per frame, both high-passed by subtracting a 13-frame moving average.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tasks.clipmedia import ClipMedia
+from tasks.landmarks import Landmarks
+
+
+@dataclass(frozen=True)
+class SyncEstimate:
+    offset_frames: int
+    confidence: float
+    distances: list[float]  # per offset, from -search to +search
+
+    def metrics(self) -> dict:
+        return {"sync_offset_frames": self.offset_frames, "sync_confidence": round(self.confidence, 4)}
+
+
+def _from_distances(distances: np.ndarray, search: int) -> SyncEstimate:
+    best = int(np.nanargmin(distances))
+    conf = float(np.nanmedian(distances) - distances[best])
+    return SyncEstimate(best - search, conf, [round(float(d), 5) for d in distances])
+
+
+def _highpass(x: np.ndarray, width: int = 13) -> np.ndarray:
+    return x - np.convolve(x, np.ones(width) / width, mode="same")
+
+
+def speech_band_envelope(audio: np.ndarray, rate: int, fps: float, n_frames: int) -> np.ndarray:
+    """RMS of the 300-3000 Hz band in each video frame's window."""
+    spectrum = np.fft.rfft(audio)
+    freqs = np.fft.rfftfreq(len(audio), 1 / rate)
+    band = np.fft.irfft(spectrum * ((freqs >= 300) & (freqs <= 3000)), n=len(audio))
+    hop = rate / fps
+    return np.array([np.sqrt(np.mean(band[int(i * hop) : int((i + 1) * hop)] ** 2) + 1e-12) for i in range(n_frames)])
+
+
+def _fill(x: np.ndarray) -> np.ndarray:
+    ok = ~np.isnan(x)
+    if not ok.any():
+        return np.zeros_like(x)
+    return np.interp(np.arange(len(x)), np.flatnonzero(ok), x[ok])
+
+
+def estimate_offset(media: ClipMedia, landmarks: Landmarks, search: int = 15) -> SyncEstimate:
+    """The weight-free estimate (see the module docstring)."""
+    n = len(media.frames)
+    mouth = landmarks.jaw_open if np.isfinite(landmarks.jaw_open).sum() > n // 2 else landmarks.mouth_open
+    v = _highpass(_fill(mouth.astype(np.float64)))
+    a = _highpass(np.log(speech_band_envelope(media.audio, media.rate, media.fps, n)))
+    distances = np.full(2 * search + 1, np.nan)
+    for k, lag in enumerate(range(-search, search + 1)):
+        # audio lagging by `lag` frames: picture at t goes with audio at t + lag
+        vs, as_ = (v[: n - lag], a[lag:]) if lag >= 0 else (v[-lag:], a[: n + lag])
+        if len(vs) > 10 and vs.std() > 0 and as_.std() > 0:
+            distances[k] = 1.0 - float(np.corrcoef(vs, as_)[0, 1])
+    if np.isnan(distances).all():
+        return SyncEstimate(0, 0.0, [])
+    return _from_distances(distances, search)
+
+
+def syncnet_offset(model, media: ClipMedia, boxes: np.ndarray, search: int = 15, batch: int = 32) -> SyncEstimate:
+    """SyncNet's own evaluation: embeddings per frame, mean distance at each offset."""
+    import cv2
+    import torch
+    from python_speech_features import mfcc
+
+    n = len(media.frames)
+    crops = np.zeros((n, 224, 224, 3), np.float32)
+    for t in range(n):
+        box = boxes[t] if not np.isnan(boxes[t, 0]) else np.nanmedian(boxes, axis=0)
+        x0, y0, x1, y1 = (box / media.scale).astype(int)
+        side = max(x1 - x0, y1 - y0)
+        cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+        pad = cv2.copyMakeBorder(media.frames[t], side, side, side, side, cv2.BORDER_CONSTANT)
+        crop = pad[cy + side - side // 2 : cy + side + side // 2, cx + side - side // 2 : cx + side + side // 2]
+        crops[t] = cv2.resize(crop, (224, 224))[..., ::-1]  # SyncNet was trained on BGR
+    features = mfcc(media.audio, media.rate).T.astype(np.float32)  # (13, 100 per second)
+    usable = min(n - 4, (features.shape[1] - 20) // 4)
+    if usable < 2 * search + 2:
+        return SyncEstimate(0, 0.0, [])
+    lips, auds = [], []
+    with torch.inference_mode():
+        for s in range(0, usable, batch):
+            idx = range(s, min(usable, s + batch))
+            video = np.stack([crops[i : i + 5] for i in idx]).transpose(0, 4, 1, 2, 3)
+            audio = np.stack([features[:, 4 * i : 4 * i + 20] for i in idx])[:, None]
+            lips.append(model.forward_lip(torch.from_numpy(video)))
+            auds.append(model.forward_audio(torch.from_numpy(audio)))
+    lip, aud = torch.cat(lips), torch.cat(auds)
+    distances = np.full(2 * search + 1, np.nan)
+    for k, lag in enumerate(range(-search, search + 1)):
+        lo, hi = max(0, -lag), min(usable, usable - lag)
+        distances[k] = float(torch.nn.functional.pairwise_distance(lip[lo:hi], aud[lo + lag : hi + lag]).mean())
+    return _from_distances(distances, search)
+
+
+def shift_audio(clip: Path, audio: np.ndarray, rate: int, offset_frames: int, fps: float) -> None:
+    """Re-mux `clip` with its audio moved earlier by `offset_frames` (later if negative), same length.
+
+    The video stream is copied; the new file replaces the old one only when complete.
+    """
+    shift = int(round(offset_frames / fps * rate))
+    moved = np.zeros_like(audio)
+    if shift >= 0:
+        moved[: len(audio) - shift] = audio[shift:]
+    else:
+        moved[-shift:] = audio[: len(audio) + shift]
+    with tempfile.TemporaryDirectory(dir=clip.parent) as tmp:
+        wav = Path(tmp) / "a.wav"
+        with wave.open(str(wav), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes((np.clip(moved, -1, 1) * 32767).astype(np.int16).tobytes())
+        out = Path(tmp) / "clip.mp4"
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(clip), "-i", str(wav), "-map", "0:v", "-map", "1:a",
+             "-c:v", "copy", "-c:a", "aac", "-b:a", "64k", "-ar", str(rate), "-ac", "1", "-movflags", "+faststart",
+             str(out)],
+            check=True,
+        )  # fmt: skip
+        out.replace(clip)
