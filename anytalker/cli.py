@@ -44,11 +44,16 @@ def curate(
     workdir = workdir.resolve()
     prefect_env.configure(_prefect_home(workdir))
     from flows.curate import curate as curate_flow
+    from tasks.analyze import check_models
     from tasks.config import ConfigError, load_config
+    from tasks.faces import ModelsMissing
+    from tasks.speech import SpeechUnavailable
 
     try:
-        load_config(config)
-    except ConfigError as exc:
+        settings = load_config(config)
+        if settings.analyze:
+            check_models(settings)
+    except (ConfigError, ModelsMissing, SpeechUnavailable) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
     result = curate_flow(inputs=inputs, workdir=str(workdir), config_path=str(config) if config else None)

@@ -16,6 +16,7 @@ from prefect.tasks import exponential_backoff
 
 from flows.progress import RunProgress
 from flows.reporting import publish_curation_artifacts
+from tasks.analyze import ClipAnalysis, analyze_clip, check_models
 from tasks.catalog import Catalog
 from tasks.config import CurateConfig, load_config
 from tasks.ingest import acquire, expand_inputs
@@ -40,6 +41,11 @@ def split_task(acquired: Acquired, workdir: Path, config: CurateConfig) -> Sourc
         return Rejection.of(exc)
 
 
+@task(name="analyze-clip", tags=["analyze"], persist_result=False)
+def analyze_task(path: str, source_id: str, clip_id: str, workdir: Path, config: CurateConfig) -> ClipAnalysis:
+    return analyze_clip(path, source_id, clip_id, workdir, config)
+
+
 def _outcome(future: PrefectFuture) -> object:
     """The task's return value, or the exception it finally failed with (after its retries)."""
     future.wait()
@@ -56,8 +62,10 @@ def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> d
     work = Path(workdir).resolve()
     catalog = Catalog(work)
     items = expand_inputs(inputs, config.ingest)
+    if config.analyze:
+        check_models(config)  # one clear error up front if a model is missing, before any work
     progress = RunProgress(total=len(items))
-    stats = {"inputs": len(items), "skipped_done": 0, "new_sources": 0, "new_clips": 0}
+    stats = {"inputs": len(items), "skipped_done": 0, "new_sources": 0, "new_clips": 0, "analyzed_clips": 0}
 
     download = acquire_task.with_options(
         retries=config.ingest.download_retries,
@@ -77,6 +85,8 @@ def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> d
                 acquiring[runner.submit(download if item.url else acquire_task, args)] = item
         splitting = _split_new_sources(runner, acquiring, catalog, work, config, progress, stats)
         _record_splits(splitting, catalog, progress, stats, logger)
+        if config.analyze:
+            _analyze_clips(runner, catalog, work, config, stats, logger)
     progress.close()
 
     report = catalog.report()
@@ -149,6 +159,31 @@ def _record_splits(
         _record_acquired_input(catalog, got)
         stats["new_sources"] += 1
         progress.input_done()
+
+
+def _analyze_clips(
+    runner: ThreadPoolTaskRunner, catalog: Catalog, work: Path, config: CurateConfig, stats: dict, logger
+) -> None:
+    """Analyse every written clip not analysed yet; an unexpected error rejects that clip only."""
+    pending = catalog.clips_to_analyze()
+    futures = {
+        runner.submit(
+            analyze_task,
+            {"path": row["path"], "source_id": row["source_id"], "clip_id": row["clip_id"], "workdir": work,
+             "config": config},
+        ): row["clip_id"]
+        for row in pending
+    }  # fmt: skip
+    for future in as_completed(list(futures)):
+        result = _outcome(future)
+        if isinstance(result, ClipAnalysis):
+            catalog.record_analysis(result.clip_id, result.metrics, result.rejected)
+        else:
+            logger.error("analysis failed on clip %s: %r", futures[future], result)
+            catalog.record_analysis(
+                futures[future], {"analyzed": True}, Reason.INTERNAL_ERROR, f"{type(result).__name__}: {result}"
+            )
+        stats["analyzed_clips"] += 1
 
 
 def _record_acquired_input(catalog: Catalog, got: Acquired) -> None:

@@ -196,7 +196,25 @@ class Catalog:
             for clip in result.clips:
                 db.execute("INSERT OR REPLACE INTO clips VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _clip_row(acq.source_id, clip))
 
+    def record_analysis(self, clip_id: str, metrics: dict, reason: Reason | None, detail: str = "") -> None:
+        """A clip's analysis: its metrics merged into the row, and its verdict."""
+        with self._transaction() as db:
+            row = db.execute("SELECT metrics FROM clips WHERE clip_id = ?", (clip_id,)).fetchone()
+            merged = {**json.loads(row["metrics"]), **metrics}
+            db.execute(
+                "UPDATE clips SET verdict = ?, reason = ?, detail = ?, metrics = ?, updated_at = ? WHERE clip_id = ?",
+                (REJECTED if reason else ACCEPTED, reason.value if reason else None, detail, json.dumps(merged),
+                 _now(), clip_id),
+            )  # fmt: skip
+
     # ---- reads ----------------------------------------------------------------------------
+
+    def clips_to_analyze(self) -> list[sqlite3.Row]:
+        """Written clips whose analysis has not finished (new ones, or ones a crash interrupted)."""
+        return self._db.execute(
+            "SELECT clip_id, source_id, path FROM clips WHERE path IS NOT NULL"
+            " AND json_extract(metrics, '$.analyzed') IS NULL ORDER BY clip_id"
+        ).fetchall()
 
     def items(self) -> list[ReportItem]:
         """One item per clip, and one per input or source rejected before splitting."""

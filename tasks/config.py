@@ -41,7 +41,9 @@ class SplitConfig(_Section):
     """Shot detection (PySceneDetect) and the clip length window."""
 
     detector: Literal["adaptive", "content", "histogram"] = "adaptive"
-    adaptive_threshold: float = Field(3.0, gt=0, description="AdaptiveDetector adaptive_threshold.")
+    adaptive_threshold: float = Field(
+        4.0, gt=0, description="AdaptiveDetector adaptive_threshold (3.0 cuts PC-AVS Input_00002's head turn in two)."
+    )
     content_threshold: float = Field(27.0, gt=0, description="ContentDetector threshold.")
     histogram_threshold: float = Field(0.05, gt=0, description="HistogramDetector threshold.")
     min_scene_len_frames: int = Field(15, ge=1, description="No two cuts closer than this.")
@@ -102,6 +104,9 @@ class SpeechConfig(_Section):
     align_model: str | None = Field(None, description="A wav2vec2 alignment model (name or folder) for whisperx.align.")
     diarization_model: str | None = Field(None, description="A pyannote diarization model (name or folder).")
     speaker_threshold: float = Field(0.7, gt=0, lt=1, description="Cosine similarity that joins two voices.")
+    min_speaker_share: float = Field(
+        0.3, gt=0, le=1, description="A voice cluster counts as a speaker when it holds this share of the speech."
+    )
     threads: int = Field(2, ge=1)
 
 

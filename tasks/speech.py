@@ -52,6 +52,7 @@ class SpeechWorker:
         options = {
             "asr_model": config.asr_model, "language": config.language, "align_model": config.align_model,
             "diarization_model": config.diarization_model, "speaker_threshold": config.speaker_threshold,
+            "min_speaker_share": config.min_speaker_share,
             "threads": config.threads,
         }  # fmt: skip
         self._proc = subprocess.Popen(

@@ -90,7 +90,10 @@ class SpeechModels:
                 "method": "pyannote",
                 "turns": [[float(r.start), float(r.end), labels.index(r.speaker)] for r in turns.itertuples()],
             }
-        return cluster_speakers(self.encoder, audio, regions, float(self.options.get("speaker_threshold", 0.7)))
+        return cluster_speakers(
+            self.encoder, audio, regions, float(self.options.get("speaker_threshold", 0.7)),
+            float(self.options.get("min_speaker_share", 0.3)),
+        )  # fmt: skip
 
     def analyze(self, path: str) -> dict:
         import whisperx
@@ -117,9 +120,12 @@ class SpeechModels:
         }
 
 
-def cluster_speakers(encoder, audio: np.ndarray, regions: list[tuple[float, float]], threshold: float) -> dict:
+def cluster_speakers(
+    encoder, audio: np.ndarray, regions: list[tuple[float, float]], threshold: float, min_share: float
+) -> dict:
     """Speaker turns from voice embeddings of 1.6 s windows inside speech, clustered by cosine
-    similarity (average linkage); clusters holding under 15% of the windows are merged away."""
+    similarity (average linkage); clusters holding under `min_share` of the windows join the
+    nearest larger one (a cough, a laugh, a change of tone is not a second speaker)."""
     from scipy.cluster.hierarchy import fcluster, linkage
 
     wav = audio / (np.abs(audio).max() + 1e-9) * 0.5
@@ -137,7 +143,7 @@ def cluster_speakers(encoder, audio: np.ndarray, regions: list[tuple[float, floa
         tree = linkage(emb, method="average", metric="cosine")
         labels = fcluster(tree, t=1 - threshold, criterion="distance") - 1
     counts = np.bincount(labels)
-    major = np.flatnonzero(counts >= max(2, 0.15 * len(keep)))
+    major = np.flatnonzero(counts >= max(2, min_share * len(keep)))
     if major.size == 0:
         major = np.array([int(np.argmax(counts))])
     centroids = np.stack([emb[labels == c].mean(axis=0) for c in major])

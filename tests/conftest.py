@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +16,31 @@ from anytalker import prefect_env
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ANYTALKER_SHARED", ROOT.parent / "shared")).resolve()
 SHARED_VIDEOS = SHARED / "data" / "videos"
+SHARED_MODELS = SHARED / "models"
 
 prefect_env.configure()
+
+
+def _use_shared_models() -> None:
+    """Point the face stages at ../shared/models (CI has it): a folder of links to the SCRFD
+    detector and MobileFaceNet, as insightface expects one pack per folder."""
+    if not (SHARED_MODELS / "mobilefacenet.onnx").exists():
+        return
+    pack = Path(tempfile.mkdtemp(prefix="anytalker-face-pack-"))
+    for name in ("scrfd_2.5g_bnkps.onnx", "mobilefacenet.onnx"):
+        (pack / name).symlink_to(SHARED_MODELS / name)
+    os.environ.setdefault("ANYTALKER_FACE_MODELS", str(pack))
+    os.environ.setdefault("ANYTALKER_FACE_LANDMARKER", str(SHARED_MODELS / "face_landmarker.task"))
+
+
+_use_shared_models()
+
+
+@pytest.fixture(scope="session")
+def shared_models() -> Path:
+    if not (SHARED_MODELS / "mobilefacenet.onnx").exists():
+        pytest.skip(f"../shared/models is not here ({SHARED_MODELS}); CI has it, a user's machine may not")
+    return SHARED_MODELS
 
 
 @pytest.fixture(scope="session")

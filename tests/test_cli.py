@@ -33,6 +33,15 @@ def test_unknown_config_key_fails_before_any_work(tmp_path: Path) -> None:
     assert not (tmp_path / "w" / "catalog.sqlite").exists()
 
 
+def test_a_missing_model_folder_is_one_clear_error(tmp_path: Path) -> None:
+    out = _run(
+        "curate", str(tmp_path), "--workdir", str(tmp_path / "w"), env={"ANYTALKER_FACE_MODELS": "/nowhere/face-pack"}
+    )
+    assert out.returncode == 2
+    assert "face model folder not found: /nowhere/face-pack" in out.stderr and "buffalo_l" in out.stderr
+    assert not (tmp_path / "w" / "catalog.sqlite").exists()
+
+
 def test_report_needs_a_catalog(tmp_path: Path) -> None:
     out = _run("report", str(tmp_path))
     assert out.returncode == 2 and "no catalog" in out.stderr
@@ -45,7 +54,9 @@ def test_curate_then_report_on_the_embedded_server(tmp_path: Path) -> None:
     make_video(media / "talk.mp4", 3.5)
     (media / "notes.mp4").write_text("not a video")
     work = tmp_path / "work"
-    out = _run("curate", str(media), "--workdir", str(work))
+    split_only = tmp_path / "split.yaml"
+    split_only.write_text("analyze: false\n")
+    out = _run("curate", str(media), "--workdir", str(work), "--config", str(split_only))
     assert out.returncode == 0, out.stderr[-2000:]
     assert (work / ".prefect").is_dir()  # embedded Prefect keeps its database beside the work
     data = json.loads(_run("report", str(work), "--json").stdout)

@@ -51,7 +51,9 @@ def test_bad_inputs_end_rejected_and_the_flow_completes(prefect_server, tmp_path
     make_cut_video(media / "cuts.mp4", [("0x202020", 4.0), ("0xE0C040", 1.5), ("0x3050D0", 3.5)])
     make_video(www / "remote.mp4", 3.5, size="160x120")
     config = tmp_path / "curate.yaml"
-    config.write_text("ingest:\n  download_retries: 1\n  download_backoff_s: 0.1\n  download_timeout_s: 5\n")
+    config.write_text(
+        "analyze: false\ningest:\n  download_retries: 1\n  download_backoff_s: 0.1\n  download_timeout_s: 5\n"
+    )
     inputs = [str(media), "ftp://example.org/x.mp4", f"{base}/remote.mp4", f"{base}/gone.mp4"]
     work = tmp_path / "work"
 
@@ -98,7 +100,7 @@ def test_shared_footage_through_the_flow(prefect_server, shared_videos: Path, tm
         f"{shared_videos}/face_recognition__short_hamilton_clip.mp4\n{shared_videos}/PySceneDetect__goldeneye-vfr-drop3.mp4\n"
     )
     config = tmp_path / "c.toml"
-    config.write_text(f"[ingest]\nrequire_audio = false\nroots = ['{shared_videos}']\n")
+    config.write_text(f"analyze = false\n[ingest]\nrequire_audio = false\nroots = ['{shared_videos}']\n")
     result = curate([str(listing)], str(tmp_path / "work"), str(config))
     with Catalog(tmp_path / "work") as catalog:
         items = catalog.report()["items"]

@@ -1,0 +1,106 @@
+"""The per-clip analysis chain: decode once, then faces, lips and eyes, quality, speech, sync,
+and the verdict. Per-frame arrays go to a sidecar `.npz` (boxes, mouth, eye points, identity
+embedding) and the transcript to a sidecar `.json`, both written atomically beside the catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tasks.clipmedia import read_clip
+from tasks.config import CurateConfig
+from tasks.faces import analyze_faces, face_analysis, resolve_face_models
+from tasks.landmarks import analyze_landmarks, resolve_landmarker
+from tasks.quality import analyze_quality
+from tasks.records import Reason
+from tasks.speech import speech_worker
+from tasks.sync import estimate_offset, shift_audio, syncnet_offset
+from tasks.syncnet import load_syncnet
+from tasks.verdict import judge, sync_is_confident
+
+_SYNCNETS: dict[str, object] = {}
+
+
+@dataclass(frozen=True)
+class ClipAnalysis:
+    clip_id: str
+    metrics: dict
+    rejected: Reason | None
+    sidecar: str
+
+
+def sidecar_base(workdir: Path, source_id: str, clip_id: str) -> Path:
+    return workdir / "analysis" / source_id[:12] / clip_id
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    with open(temp, "wb") as fh:
+        write(fh)
+    os.replace(temp, path)
+
+
+def check_models(config: CurateConfig) -> None:
+    """Load the models once up front, so a missing folder is one clear error, not a rejection per clip."""
+    face_analysis(resolve_face_models(config.faces.model))
+    resolve_landmarker(config.faces.landmarker)
+    speech_worker(config.speech)
+    if config.sync.backend == "syncnet":
+        _syncnet(config)
+
+
+def _syncnet(config: CurateConfig):
+    path = config.sync.syncnet_model
+    if not path or not Path(path).expanduser().is_file():
+        from tasks.faces import ModelsMissing
+
+        raise ModelsMissing(f"sync.backend is syncnet but sync.syncnet_model is not a file: {path}")
+    if path not in _SYNCNETS:
+        _SYNCNETS[path] = load_syncnet(Path(path).expanduser())
+    return _SYNCNETS[path]
+
+
+def analyze_clip(path: str | Path, source_id: str, clip_id: str, workdir: Path, config: CurateConfig) -> ClipAnalysis:
+    path = Path(path)
+    media = read_clip(path, config.faces.analysis_max_side)
+    faces = analyze_faces(media, resolve_face_models(config.faces.model), config.faces.sample_fps,
+                          config.faces.count_min_ratio)  # fmt: skip
+    metrics: dict = {"analyzed": True, **faces.metrics()}
+    step = max(1, int(round(media.fps / config.faces.sample_fps)))
+    metrics.update(analyze_quality(media, faces.boxes, step).metrics())
+    speech = speech_worker(config.speech).analyze(path)
+    metrics.update(speech.metrics())
+    landmarks = None
+    sync = None
+    if faces.embedding is not None:
+        landmarks = analyze_landmarks(media, faces.boxes, resolve_landmarker(config.faces.landmarker))
+        metrics["landmarks_found"] = round(landmarks.found_ratio, 3)
+        if speech.speech_ratio > 0 and landmarks.found_ratio > 0.5:
+            if config.sync.backend == "syncnet":
+                sync = syncnet_offset(_syncnet(config), media, faces.boxes, config.sync.search_frames)
+            else:
+                sync = estimate_offset(media, landmarks, config.sync.search_frames)
+            metrics.update(sync.metrics())
+    rejected = judge(metrics, config.verdict)
+    if rejected is None and sync is not None and sync.offset_frames and sync_is_confident(metrics, config.verdict):
+        shift_audio(path, media.audio, media.rate, sync.offset_frames, media.fps)
+        metrics["sync_shifted_frames"] = sync.offset_frames
+    base = sidecar_base(workdir, source_id, clip_id)
+    arrays = {"boxes": faces.boxes}
+    if faces.embedding is not None:
+        arrays["embedding"] = faces.embedding
+    if landmarks is not None:
+        arrays.update(mouth_open=landmarks.mouth_open, jaw_open=landmarks.jaw_open, eye_points=landmarks.eye_points)
+    _atomic_write(base.with_suffix(".npz"), lambda fh: np.savez_compressed(fh, **arrays))
+    text = {
+        "transcript": speech.transcript, "language": speech.language, "words": speech.words, "turns": speech.turns,
+        "speech_regions": speech.speech_regions, "sync_distances": sync.distances if sync else [],
+    }  # fmt: skip
+    _atomic_write(base.with_suffix(".json"), lambda fh: fh.write(json.dumps(text).encode()))
+    return ClipAnalysis(clip_id, metrics, rejected, str(base))

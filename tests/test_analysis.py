@@ -1,0 +1,176 @@
+"""Clip analysis on real footage: faces, speech, sync and verdicts that agree with what a
+person sees and hears in ../shared/data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import SHARED, ffmpeg
+
+from tasks.analyze import analyze_clip
+from tasks.clipmedia import read_clip
+from tasks.config import CurateConfig, SpeechConfig
+from tasks.faces import analyze_faces, resolve_face_models
+from tasks.landmarks import analyze_landmarks, resolve_landmarker
+from tasks.records import Reason
+from tasks.speech import speech_worker
+from tasks.sync import estimate_offset, syncnet_offset
+from tasks.syncnet import SyncNet, load_syncnet
+
+TALKING = [
+    "PC-AVS__Audio_Source_00015", "PC-AVS__Audio_Source_00373", "PC-AVS__Input_00002", "PC-AVS__Input_00098",
+    "PC-AVS__Pose_Source_00473", "PC-AVS__Pose_Source_517600055", "PC-AVS__Pose_Source_731200067",
+    "video-retalking__face_2", "video-retalking__face_4", "LivePortrait__d11",
+]  # fmt: skip
+
+
+def _standard_clip(src: Path, out: Path, *extra: str) -> Path:
+    """A standard clip (25 fps, 16 kHz mono) of a shared video, optionally filtered."""
+    ffmpeg("-i", str(src), *extra, "-r", "25", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
+           "-c:a", "aac", "-ar", "16000", "-ac", "1", str(out))  # fmt: skip
+    return out
+
+
+@pytest.mark.slow
+def test_verdicts_on_shared_footage(prefect_server, shared_videos: Path, shared_models: Path, tmp_path: Path) -> None:
+    from flows.curate import curate
+
+    names = [*TALKING, "LivePortrait__d14", "LivePortrait__d3", "avobjects__demo"]
+    curate([str(shared_videos / f"{n}.mp4") for n in names], str(tmp_path / "work"), None)
+    config = tmp_path / "c.yaml"  # a shorter minimum keeps the Hamilton audience shot (2.1 s) as a clip
+    config.write_text("split:\n  min_clip_s: 1.5\n")
+    hamilton = "face_recognition__short_hamilton_clip"
+    curate([str(shared_videos / f"{hamilton}.mp4")], str(tmp_path / "hamilton"), str(config))
+    from tasks.catalog import Catalog
+
+    items = []
+    for work in ("work", "hamilton"):
+        with Catalog(tmp_path / work) as catalog:
+            items += catalog.report()["items"]
+    by_name: dict[str, list[dict]] = {}
+    for item in items:
+        by_name.setdefault(Path(item["source"]).stem, []).append(item)
+    table = {n: [(i["verdict"], i["reason"]) for i in by_name[n]] for n in [*names, hamilton]}
+    print(json.dumps(table, indent=1))
+    for name in TALKING:
+        assert table[name] == [("accepted", None)], (name, by_name[name][0]["metrics"])
+    assert table["LivePortrait__d14"] == [("rejected", "no_speech")] * 2  # 17.9 s: two pieces
+    assert table["LivePortrait__d3"] == [("rejected", "no_speech")]
+    assert table["avobjects__demo"] == [("rejected", "multi_face")]
+    audience = [i for i in by_name[hamilton] if i["start"] > 7.5]
+    assert [(i["verdict"], i["reason"]) for i in audience] == [("rejected", "multi_face")]
+    metrics = by_name["PC-AVS__Input_00002"][0]["metrics"]
+    for key in ("face_count_max", "face_size_px", "yaw_deg", "speech_ratio", "num_speakers", "sharpness",
+                "brightness", "motion", "sync_offset_frames", "sync_confidence"):  # fmt: skip
+        assert key in metrics, key
+    clip = by_name["LivePortrait__d11"][0]
+    sidecar = np.load(next((tmp_path / "work" / "analysis").rglob(f"{clip['clip']}.npz")))
+    assert sidecar["boxes"].shape == (clip["metrics"]["n_frames"], 4) and not np.isnan(sidecar["boxes"]).any()
+    assert sidecar["eye_points"].shape == (clip["metrics"]["n_frames"], 22, 2)
+
+
+def test_estimate_recovers_known_shifts(shared_videos: Path, shared_models: Path) -> None:
+    """On a clip where the weight-free estimate is confident, shifted audio is found to the frame."""
+    media = read_clip(shared_videos / "PC-AVS__Audio_Source_00015.mp4")
+    faces = analyze_faces(media, resolve_face_models(""), 5, 0.3)
+    landmarks = analyze_landmarks(media, faces.boxes, resolve_landmarker(""))
+    original = media.audio.copy()
+    for shift in (-10, -6, -3, 0, 3, 6, 10):
+        k = int(round(shift / media.fps * media.rate))
+        media.audio = np.roll(original, k)
+        if k > 0:
+            media.audio[:k] = 0
+        elif k < 0:
+            media.audio[k:] = 0
+        estimate = estimate_offset(media, landmarks)
+        assert abs(estimate.offset_frames - shift) <= 1, (shift, estimate)
+        assert estimate.confidence >= CurateConfig().verdict.min_sync_confidence
+
+
+def test_shifted_copy_is_rejected_or_realigned(shared_videos: Path, shared_models: Path, tmp_path: Path) -> None:
+    src = shared_videos / "PC-AVS__Audio_Source_00015.mp4"
+    shifted = _standard_clip(src, tmp_path / "late.mp4", "-af", "adelay=400:all=1")  # audio 10 frames late
+    strict = analyze_clip(shifted, "s", "late", tmp_path / "work", CurateConfig())
+    assert strict.rejected is Reason.OUT_OF_SYNC and strict.metrics["sync_offset_frames"] == pytest.approx(10, abs=2)
+    lenient = CurateConfig.model_validate({"verdict": {"max_sync_offset_frames": 12}})
+    fixed = analyze_clip(shifted, "s", "late", tmp_path / "work", lenient)
+    assert fixed.rejected is None and fixed.metrics["sync_shifted_frames"] == pytest.approx(10, abs=2)
+    again = analyze_clip(shifted, "s", "late2", tmp_path / "work", lenient)  # the file itself was re-muxed
+    assert abs(again.metrics["sync_offset_frames"]) <= 2
+
+
+def test_bad_cases_are_verdicts_not_crashes(shared_videos: Path, shared_models: Path, tmp_path: Path) -> None:
+    src = shared_videos / "PC-AVS__Pose_Source_00473.mp4"
+    leaving = _standard_clip(src, tmp_path / "leaving.mp4", "-vf", "pad=672:224:224:0,crop=224:224:'224+t*90':0")
+    assert analyze_clip(leaving, "s", "leaving", tmp_path / "w", CurateConfig()).rejected in (
+        Reason.FACE_LOST, Reason.NO_FACE,
+    )  # fmt: skip
+    mute = _standard_clip(src, tmp_path / "mute.mp4", "-af", "volume=0")
+    result = analyze_clip(mute, "s", "mute", tmp_path / "w", CurateConfig())
+    assert result.rejected is Reason.NO_SPEECH and result.metrics["speech_ratio"] < 0.05
+
+
+def test_speaker_count_against_reference_diarization(shared_models: Path) -> None:
+    """pyannote's sample has two speakers (its .rttm); JFK one."""
+    audio = SHARED / "data" / "audio"
+    worker = speech_worker(SpeechConfig())
+    two = worker.analyze(audio / "pyannote-audio__sample.wav")
+    one = worker.analyze(audio / "whisper__jfk.flac")
+    assert (two.num_speakers, one.num_speakers) == (2, 1)
+    assert "country" in one.transcript and one.words and one.language == "en"
+    reference = []
+    for line in (audio / "pyannote-audio__sample.rttm").read_text().splitlines():
+        f = line.split()
+        reference.append((float(f[3]), float(f[3]) + float(f[4]), f[7]))
+    agreement = diarization_agreement(two.turns, reference)
+    print(f"speaker agreement with the reference (10 ms frames, best label mapping): {agreement:.2f}")
+    assert agreement >= 0.75
+
+
+def diarization_agreement(turns: list[list], reference: list[tuple[float, float, str]]) -> float:
+    """Share of reference speech frames whose cluster maps (one to one, best mapping) to their speaker."""
+    speakers = sorted({r[2] for r in reference})
+    frames = int(max(r[1] for r in reference) * 100) + 1
+    ref = np.full(frames, -1)
+    for s, e, who in reference:
+        ref[int(s * 100) : int(e * 100)] = speakers.index(who)
+    hyp = np.full(frames, -1)
+    for s, e, label in turns:  # overlapping windows: the later one wins, fine at 10 ms
+        hyp[int(s * 100) : min(frames, int(e * 100))] = label
+    mask = (ref >= 0) & (hyp >= 0)
+    best = 0.0
+    for perm in ([0, 1], [1, 0]):
+        best = max(best, float(np.mean([perm[h] == r if h < 2 else False for h, r in zip(hyp[mask], ref[mask])])))
+    return best
+
+
+def test_syncnet_checkpoint_format_round_trip(shared_videos: Path, shared_models: Path, tmp_path: Path) -> None:
+    """The official format is a state dict; random weights saved that way load strictly and run."""
+    torch.manual_seed(0)
+    path = tmp_path / "syncnet_v2.model"
+    torch.save(SyncNet().state_dict(), path)
+    model = load_syncnet(path)
+    keys = set(torch.load(path, weights_only=True))
+    assert {"netcnnaud.0.weight", "netfcaud.3.weight", "netcnnlip.0.weight", "netcnnlip.18.weight"} <= keys
+    media = read_clip(shared_videos / "PC-AVS__Pose_Source_731200067.mp4")
+    faces = analyze_faces(media, resolve_face_models(""), 5, 0.3)
+    estimate = syncnet_offset(model, media, faces.boxes)
+    assert len(estimate.distances) == 31 and -15 <= estimate.offset_frames <= 15 and estimate.confidence >= 0
+    bad = tmp_path / "bad.model"
+    torch.save({"netcnnaud.0.weight": torch.zeros(1)}, bad)
+    with pytest.raises(RuntimeError):
+        load_syncnet(bad)
+
+
+def test_speech_worker_runs_in_its_own_environment() -> None:
+    python = Path(speech_worker(SpeechConfig())._proc.args[0])
+    assert python != Path(sys.executable)
+    version = subprocess.run([str(python), "-c", "import torch; print(torch.__version__)"], capture_output=True,
+                             text=True, check=True).stdout  # fmt: skip
+    assert version.startswith("2.8") and torch.__version__.startswith("2.13")
