@@ -7,7 +7,10 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-SHOWN_METRICS = ("duration_s", "n_frames", "width", "height", "detail")
+SHOWN_METRICS = (
+    "duration_s", "face_count_max", "face_size_px", "yaw_deg", "speech_ratio", "num_speakers", "sync_offset_frames",
+    "sync_confidence", "sharpness", "brightness", "motion", "detail",
+)  # fmt: skip
 
 
 def print_report(data: dict, console: Console | None = None) -> None:

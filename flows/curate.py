@@ -91,7 +91,7 @@ def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> d
 
     report = catalog.report()
     catalog.close()
-    publish_curation_artifacts(report["counts"], stats, str(work))
+    publish_curation_artifacts(report, stats, str(work))
     logger.info("curated %d inputs: %s", len(items), report["counts"])
     return {"counts": report["counts"], "run": stats, "workdir": str(work)}
 

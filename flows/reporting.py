@@ -5,7 +5,12 @@ Keys are stable, so the Prefect UI keeps one history per artifact across runs.
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
+
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from tasks.report_images import contact_sheet, score_histograms
 
 
 def funnel_rows(counts: dict) -> list[dict]:
@@ -38,6 +43,21 @@ def summary_markdown(counts: dict, run: dict, workdir: str) -> str:
     return "\n".join(lines)
 
 
-def publish_curation_artifacts(counts: dict, run: dict, workdir: str) -> None:
+def _image_markdown(title: str, png: bytes) -> str:
+    """Markdown with the PNG inline, so the Prefect UI shows it without a file server."""
+    return f"# {title}\n\n![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def publish_curation_artifacts(report: dict, run: dict, workdir: str) -> None:
+    """Funnel, summary, score histograms and contact sheet; the PNGs are also kept in WORKDIR/reports."""
+    counts = report["counts"]
     create_table_artifact(key="curation-funnel", table=funnel_rows(counts), description="Curation funnel")
     create_markdown_artifact(key="curation-summary", markdown=summary_markdown(counts, run, workdir))
+    reports = Path(workdir) / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    for key, title, png in (
+        ("curation-histograms", "Scores by verdict", score_histograms(report["items"])),
+        ("curation-contact-sheet", "Accepted and rejected clips", contact_sheet(report["items"])),
+    ):
+        (reports / f"{key}.png").write_bytes(png)
+        create_markdown_artifact(key=key, markdown=_image_markdown(title, png), description=title)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,14 @@ class ClipAnalysis:
     metrics: dict
     rejected: Reason | None
     sidecar: str
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage, for benchmarks/analyze.py
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], stage: str):
+    start = time.perf_counter()
+    yield
+    seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - start
 
 
 def sidecar_base(workdir: Path, source_id: str, clip_id: str) -> Path:
@@ -68,24 +78,31 @@ def _syncnet(config: CurateConfig):
 
 def analyze_clip(path: str | Path, source_id: str, clip_id: str, workdir: Path, config: CurateConfig) -> ClipAnalysis:
     path = Path(path)
-    media = read_clip(path, config.faces.analysis_max_side)
-    faces = analyze_faces(media, resolve_face_models(config.faces.model), config.faces.sample_fps,
-                          config.faces.count_min_ratio)  # fmt: skip
+    seconds: dict[str, float] = {}
+    with _timed(seconds, "decode"):
+        media = read_clip(path, config.faces.analysis_max_side)
+    with _timed(seconds, "faces"):
+        faces = analyze_faces(media, resolve_face_models(config.faces.model), config.faces.sample_fps,
+                              config.faces.count_min_ratio)  # fmt: skip
     metrics: dict = {"analyzed": True, **faces.metrics()}
     step = max(1, int(round(media.fps / config.faces.sample_fps)))
-    metrics.update(analyze_quality(media, faces.boxes, step).metrics())
-    speech = speech_worker(config.speech).analyze(path)
+    with _timed(seconds, "quality"):
+        metrics.update(analyze_quality(media, faces.boxes, step).metrics())
+    with _timed(seconds, "speech"):
+        speech = speech_worker(config.speech).analyze(path)
     metrics.update(speech.metrics())
     landmarks = None
     sync = None
     if faces.embedding is not None:
-        landmarks = analyze_landmarks(media, faces.boxes, resolve_landmarker(config.faces.landmarker))
+        with _timed(seconds, "landmarks"):
+            landmarks = analyze_landmarks(media, faces.boxes, resolve_landmarker(config.faces.landmarker))
         metrics["landmarks_found"] = round(landmarks.found_ratio, 3)
         if speech.speech_ratio > 0 and landmarks.found_ratio > 0.5:
-            if config.sync.backend == "syncnet":
-                sync = syncnet_offset(_syncnet(config), media, faces.boxes, config.sync.search_frames)
-            else:
-                sync = estimate_offset(media, landmarks, config.sync.search_frames)
+            with _timed(seconds, "sync"):
+                if config.sync.backend == "syncnet":
+                    sync = syncnet_offset(_syncnet(config), media, faces.boxes, config.sync.search_frames)
+                else:
+                    sync = estimate_offset(media, landmarks, config.sync.search_frames)
             metrics.update(sync.metrics())
     rejected = judge(metrics, config.verdict)
     if rejected is None and sync is not None and sync.offset_frames and sync_is_confident(metrics, config.verdict):
@@ -103,4 +120,4 @@ def analyze_clip(path: str | Path, source_id: str, clip_id: str, workdir: Path, 
         "speech_regions": speech.speech_regions, "sync_distances": sync.distances if sync else [],
     }  # fmt: skip
     _atomic_write(base.with_suffix(".json"), lambda fh: fh.write(json.dumps(text).encode()))
-    return ClipAnalysis(clip_id, metrics, rejected, str(base))
+    return ClipAnalysis(clip_id, metrics, rejected, str(base), seconds)

@@ -19,6 +19,9 @@ from tasks.clipmedia import ClipMedia
 from tasks.faces import ModelsMissing
 
 LANDMARKER_ENV = "ANYTALKER_FACE_LANDMARKER"
+LANDMARKER_URL = (
+    "https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/face_landmarker.task"
+)
 CROP = 256
 # MediaPipe's 478-point mesh: inner lips, mouth corners, and per side 6 eye-contour + 5 brow points.
 UPPER_INNER, LOWER_INNER, MOUTH_LEFT, MOUTH_RIGHT = 13, 14, 78, 308
@@ -28,13 +31,30 @@ _local = threading.local()
 
 
 def resolve_landmarker(configured: str) -> Path:
+    """The landmarker file; fetched once from MediaPipe's model store when missing and reachable."""
     path = Path(os.environ.get(LANDMARKER_ENV) or configured).expanduser()
+    if not path.is_file():
+        _try_download(path)
     if not path.is_file():
         raise ModelsMissing(
             f"face landmarker not found: {path}. Download face_landmarker.task from MediaPipe's model page "
             f"(Face Landmarker, float16) and name it in faces.landmarker or {LANDMARKER_ENV}."
         )
     return path
+
+
+def _try_download(path: Path) -> None:
+    """Best effort, like insightface's own pack download: a machine without internet gets the clear error."""
+    import urllib.request
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.part")
+        with urllib.request.urlopen(LANDMARKER_URL, timeout=20) as response, open(temp, "wb") as out:
+            out.write(response.read())
+        temp.replace(path)
+    except OSError:
+        return
 
 
 def _landmarker(path: Path):

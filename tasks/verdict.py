@@ -30,8 +30,12 @@ def judge(metrics: dict, config: VerdictConfig) -> Reason | None:
         return Reason.NO_SPEECH
     if metrics["num_speakers"] > config.max_speakers:
         return Reason.MULTI_SPEAKER
-    if sync_is_confident(metrics, config) and abs(metrics["sync_offset_frames"]) > config.max_sync_offset_frames:
-        return Reason.OUT_OF_SYNC
+    if "sync_offset_frames" in metrics:
+        if not sync_is_confident(metrics, config):
+            if config.uncertain_sync == "reject":
+                return Reason.OUT_OF_SYNC
+        elif abs(metrics["sync_offset_frames"]) > config.max_sync_offset_frames:
+            return Reason.OUT_OF_SYNC
     if metrics["sharpness"] < config.min_sharpness:
         return Reason.BLURRY
     if metrics["brightness"] < config.min_brightness:

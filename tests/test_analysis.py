@@ -69,6 +69,8 @@ def test_verdicts_on_shared_footage(prefect_server, shared_videos: Path, shared_
     for key in ("face_count_max", "face_size_px", "yaw_deg", "speech_ratio", "num_speakers", "sharpness",
                 "brightness", "motion", "sync_offset_frames", "sync_confidence"):  # fmt: skip
         assert key in metrics, key
+    for picture in ("curation-histograms.png", "curation-contact-sheet.png"):
+        assert (tmp_path / "work" / "reports" / picture).read_bytes()[:4] == b"\x89PNG"
     clip = by_name["LivePortrait__d11"][0]
     sidecar = np.load(next((tmp_path / "work" / "analysis").rglob(f"{clip['clip']}.npz")))
     assert sidecar["boxes"].shape == (clip["metrics"]["n_frames"], 4) and not np.isnan(sidecar["boxes"]).any()

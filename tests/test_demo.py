@@ -64,6 +64,8 @@ def test_demo_command_runs_everything(tmp_path: Path) -> None:
     for item in items:
         by_name.setdefault(Path(item["source"]).name, []).append(item)
     assert [i["reason"] for i in by_name["synthetic_not_a_video.mp4"]] == ["unreadable"]
+    assert [i["reason"] for i in by_name["synthetic_silent.mp4"]] == ["no_speech"]
+    assert [i["reason"] for i in by_name["synthetic_two_faces.mp4"]] == ["multi_face"]
     assert [i["verdict"] for i in by_name["synthetic_hard_cut.mp4"]] == ["accepted", "accepted"]
     for key in "abcd":
         assert [i["verdict"] for i in by_name[f"synthetic_talker_{key}.mp4"]] == ["accepted"]
