@@ -128,11 +128,12 @@ class VerdictConfig(_Section):
     min_speech_ratio: float = Field(0.5, ge=0, le=1, description="no_speech below this share of the clip.")
     max_speakers: int = Field(1, ge=1, description="multi_speaker above this many voices.")
     max_sync_offset_frames: int = Field(6, ge=0, description="out_of_sync beyond this |offset| (when confident).")
-    min_sync_confidence: float = Field(0.35, ge=0, description="Below this the sync estimate is uncertain.")
-    uncertain_sync: Literal["keep", "reject"] = Field(
+    min_sync_confidence: float = Field(0.3, ge=0, description="Below this the sync estimate is uncertain.")
+    uncertain_sync: Literal["keep", "offset", "reject"] = Field(
         "keep",
-        description="What an uncertain sync estimate does: keep the clip with its audio unmoved, or reject it as "
-        "out_of_sync (strict, as LatentSync does with SyncNet confidence < 3). See README for the measured trade-off.",
+        description="What an uncertain sync estimate does: keep the clip, audio unmoved; reject it only when its "
+        "offset is beyond max_sync_offset_frames (offset); or always reject it as out_of_sync (reject, as LatentSync "
+        "does with SyncNet confidence < 3). Only confident offsets ever move audio. README has the measured trade-off.",
     )
     min_sharpness: float = Field(20, ge=0, description="blurry below this Laplacian variance on the face.")
     min_brightness: float = Field(40, ge=0, le=255, description="too_dark below this mean face luma.")

@@ -9,7 +9,9 @@ picture by that many frames. Two backends share this:
   distance = mean Euclidean distance between lip and audio embeddings at that offset.
 - `estimate`: needs no weights. Distance = 1 - Pearson correlation between the mouth opening
   per frame (MediaPipe jawOpen, else the inner-lip gap) and the speech-band (300-3000 Hz)
-  envelope per frame, both high-passed by subtracting a 13-frame moving average.
+  RMS envelope per frame, both high-passed by subtracting a 13-frame moving average. The
+  linear envelope, not its log: on the ten talking clips of ../shared/data with shifts of
+  0, +-3, +-6, +-10 frames it lands within 2 frames on 55 of 70 copies, the log on 42.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def estimate_offset(media: ClipMedia, landmarks: Landmarks, search: int = 15) ->
     n = len(media.frames)
     mouth = landmarks.jaw_open if np.isfinite(landmarks.jaw_open).sum() > n // 2 else landmarks.mouth_open
     v = _highpass(_fill(mouth.astype(np.float64)))
-    a = _highpass(np.log(speech_band_envelope(media.audio, media.rate, media.fps, n)))
+    a = _highpass(speech_band_envelope(media.audio, media.rate, media.fps, n))
     distances = np.full(2 * search + 1, np.nan)
     for k, lag in enumerate(range(-search, search + 1)):
         # audio lagging by `lag` frames: picture at t goes with audio at t + lag

@@ -14,6 +14,18 @@ def sync_is_confident(metrics: dict, config: VerdictConfig) -> bool:
     return metrics.get("sync_confidence", 0.0) >= config.min_sync_confidence
 
 
+def judge_sync(metrics: dict, config: VerdictConfig) -> Reason | None:
+    """out_of_sync, or None: a confident offset beyond tolerance always; an uncertain one by policy."""
+    if "sync_offset_frames" not in metrics:
+        return None
+    beyond = abs(metrics["sync_offset_frames"]) > config.max_sync_offset_frames
+    if sync_is_confident(metrics, config):
+        return Reason.OUT_OF_SYNC if beyond else None
+    if config.uncertain_sync == "reject" or (config.uncertain_sync == "offset" and beyond):
+        return Reason.OUT_OF_SYNC
+    return None
+
+
 def judge(metrics: dict, config: VerdictConfig) -> Reason | None:
     """None for accepted, else the reason. Faces first (nothing else matters without one face)."""
     if metrics.get("face_coverage", 0.0) == 0.0:
@@ -30,12 +42,8 @@ def judge(metrics: dict, config: VerdictConfig) -> Reason | None:
         return Reason.NO_SPEECH
     if metrics["num_speakers"] > config.max_speakers:
         return Reason.MULTI_SPEAKER
-    if "sync_offset_frames" in metrics:
-        if not sync_is_confident(metrics, config):
-            if config.uncertain_sync == "reject":
-                return Reason.OUT_OF_SYNC
-        elif abs(metrics["sync_offset_frames"]) > config.max_sync_offset_frames:
-            return Reason.OUT_OF_SYNC
+    if judge_sync(metrics, config) is not None:
+        return Reason.OUT_OF_SYNC
     if metrics["sharpness"] < config.min_sharpness:
         return Reason.BLURRY
     if metrics["brightness"] < config.min_brightness:

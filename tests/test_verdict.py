@@ -29,5 +29,7 @@ def test_uncertain_sync_is_kept_or_rejected_by_policy() -> None:
     unsure = {**GOOD, "sync_offset_frames": 12, "sync_confidence": 0.1}
     assert judge(unsure, VerdictConfig()) is None
     assert judge(unsure, VerdictConfig(uncertain_sync="reject")) is Reason.OUT_OF_SYNC
+    assert judge(unsure, VerdictConfig(uncertain_sync="offset")) is Reason.OUT_OF_SYNC
+    assert judge({**unsure, "sync_offset_frames": 2}, VerdictConfig(uncertain_sync="offset")) is None
     no_estimate = {k: v for k, v in GOOD.items() if not k.startswith("sync")}
     assert judge(no_estimate, VerdictConfig(uncertain_sync="reject")) is None
