@@ -7,6 +7,7 @@ interactivity metric needs later. One landmarker per thread (MediaPipe graphs ar
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from dataclasses import dataclass
@@ -28,6 +29,13 @@ UPPER_INNER, LOWER_INNER, MOUTH_LEFT, MOUTH_RIGHT = 13, 14, 78, 308
 EYE_POINTS = [33, 160, 158, 133, 153, 144, 70, 63, 105, 66, 107, 362, 385, 387, 263, 373, 380, 300, 293, 334, 296, 336]
 
 _local = threading.local()
+_ALL: list = []  # every landmarker made, closed at exit while MediaPipe can still close them
+
+
+@atexit.register
+def _close_all() -> None:
+    while _ALL:
+        _ALL.pop().close()
 
 
 def resolve_landmarker(configured: str) -> Path:
@@ -71,6 +79,7 @@ def _landmarker(path: Path):
             output_face_blendshapes=True,
         )
         cache[path] = vision.FaceLandmarker.create_from_options(options)
+        _ALL.append(cache[path])
     return cache[path]
 
 
