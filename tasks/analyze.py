@@ -89,7 +89,7 @@ def analyze_clip(path: str | Path, source_id: str, clip_id: str, workdir: Path, 
     with _timed(seconds, "quality"):
         metrics.update(analyze_quality(media, faces.boxes, step).metrics())
     with _timed(seconds, "speech"):
-        speech = speech_worker(config.speech).analyze(path)
+        speech = speech_worker(config.speech).analyze_audio(media.audio)
     metrics.update(speech.metrics())
     landmarks = None
     sync = None

@@ -29,7 +29,8 @@ def score_histograms(items: list[dict]) -> bytes:
             ax.hist(groups, bins=15, stacked=True, color=["#3a9d5d", "#c9473f"], label=["accepted", "rejected"])
         ax.set_title(label)
         ax.set_ylabel("clips")
-    axes[0].legend(fontsize=8)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=8)
     fig.tight_layout()
     canvas = fig.canvas
     canvas.draw()

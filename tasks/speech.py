@@ -8,6 +8,7 @@ one JSON line per clip. One worker per curation process, shared by its threads.
 from __future__ import annotations
 
 import atexit
+import base64
 import json
 import os
 import subprocess
@@ -15,6 +16,8 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from tasks.config import SpeechConfig
 
@@ -67,16 +70,25 @@ class SpeechWorker:
         self._next = 0
 
     def analyze(self, path: str | Path) -> SpeechResult:
+        """Speech of an audio or video file (the worker decodes it)."""
+        return self._ask({"path": str(path)}, str(path))
+
+    def analyze_audio(self, audio: np.ndarray) -> SpeechResult:
+        """Speech of 16 kHz mono samples already decoded (the curate flow decodes each clip once)."""
+        payload = base64.b64encode(np.ascontiguousarray(audio, dtype=np.float32).tobytes()).decode()
+        return self._ask({"audio_f32": payload}, "decoded audio")
+
+    def _ask(self, job: dict, what: str) -> SpeechResult:
         with self._lock:
             self._next += 1
-            self._proc.stdin.write(json.dumps({"id": self._next, "path": str(path)}) + "\n")
+            self._proc.stdin.write(json.dumps({"id": self._next, **job}) + "\n")
             self._proc.stdin.flush()
             line = self._proc.stdout.readline()
         if not line:
             raise SpeechUnavailable("the speech worker exited")
         reply = json.loads(line)
         if not reply.get("ok"):
-            raise RuntimeError(f"speech analysis failed on {path}: {reply.get('error')}")
+            raise RuntimeError(f"speech analysis failed on {what}: {reply.get('error')}")
         return SpeechResult(
             speech_ratio=float(reply["speech_ratio"]), language=reply.get("language"), transcript=reply["transcript"],
             words=reply["words"], num_speakers=int(reply["num_speakers"]), turns=reply["turns"],

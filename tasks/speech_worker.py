@@ -1,5 +1,6 @@
 """The speech worker: runs inside .venv-speech (whisperx on its own torch), one process per
-curation worker, models loaded once, one JSON line in and one JSON line out per clip.
+curation worker, models loaded once, one JSON line in (a file path, or the clip's 16 kHz audio the client has already decoded)
+and one JSON line out per clip.
 
     .venv-speech/bin/python tasks/speech_worker.py '{"asr_model": ..., ...}'
 
@@ -13,6 +14,7 @@ else speaker-embedding clustering with resemblyzer's encoder).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -95,10 +97,7 @@ class SpeechModels:
             float(self.options.get("min_speaker_share", 0.3)),
         )  # fmt: skip
 
-    def analyze(self, path: str) -> dict:
-        import whisperx
-
-        audio = whisperx.load_audio(path)
+    def analyze(self, audio: np.ndarray) -> dict:
         duration = len(audio) / RATE
         regions = self.vad(audio) if duration > 0 else []
         speech_s = sum(e - s for s, e in regions)
@@ -174,7 +173,13 @@ def main() -> None:
     for line in sys.stdin:
         job = json.loads(line)
         try:
-            reply({"id": job["id"], "ok": True, **models.analyze(job["path"])})
+            if "audio_f32" in job:  # the client decoded the clip already: 16 kHz mono float32
+                audio = np.frombuffer(base64.b64decode(job["audio_f32"]), dtype=np.float32)
+            else:
+                import whisperx
+
+                audio = whisperx.load_audio(job["path"])
+            reply({"id": job["id"], "ok": True, **models.analyze(audio)})
         except Exception as exc:
             reply({"id": job["id"], "ok": False, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
 
