@@ -86,13 +86,22 @@ def demo(
         "demo-work"
     ),
 ) -> None:
-    """Make the synthetic demo media (labelled as such) and run everything on it."""
-    from anytalker.demo_media import make_demo_media
+    """Make the synthetic demo media (labelled as such) and run everything on it.
+
+    Face models come from the usual places (ANYTALKER_FACE_MODELS / insightface's model zoo,
+    ANYTALKER_FACE_LANDMARKER / MediaPipe's model store), else from a ../shared/models folder
+    beside the checkout (the project's CI layout); without any, the demo runs without analysis
+    and says so.
+    """
+    from anytalker.demo_media import make_demo_media, prepare_demo_models
 
     workdir = workdir.resolve()
     media = make_demo_media(workdir / "media")
     typer.echo(f"demo media (synthetic): {media}")
-    curate([str(media)], workdir / "curated", None)
+    config, note = prepare_demo_models(workdir)
+    if note:
+        typer.secho(note, fg="yellow", err=True)
+    curate([str(media)], workdir / "curated", config)
     report(workdir / "curated", as_json=False)
 
 

@@ -12,6 +12,7 @@ insightface's SCRFD detector; they are constants of the shipped files, not guess
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 import wave
@@ -190,3 +191,33 @@ def make_demo_media(out_dir: Path) -> Path:
         if not target.exists():
             target.write_text("SYNTHETIC demo negative: this is a text file named like a video.\n")
     return out_dir
+
+
+def prepare_demo_models(workdir: Path) -> tuple[Path | None, str]:
+    """Find face models for the demo; returns (a config file or None, a note for the user).
+
+    Order: what the environment and the default config name (downloads on a machine with
+    internet); else ../shared/models beside this checkout; else a config that turns analysis
+    off, with a note on how to get the models.
+    """
+    from tasks.analyze import check_models
+    from tasks.config import CurateConfig
+    from tasks.faces import ModelsMissing
+
+    try:
+        check_models(CurateConfig())
+        return None, ""
+    except ModelsMissing as first:
+        shared = Path(__file__).resolve().parents[2] / "shared" / "models"
+        if (shared / "mobilefacenet.onnx").exists() and (shared / "face_landmarker.task").exists():
+            pack = workdir / "face-pack"
+            pack.mkdir(parents=True, exist_ok=True)
+            for name in ("scrfd_2.5g_bnkps.onnx", "mobilefacenet.onnx"):
+                if not (pack / name).exists():
+                    (pack / name).symlink_to(shared / name)
+            os.environ["ANYTALKER_FACE_MODELS"] = str(pack)
+            os.environ["ANYTALKER_FACE_LANDMARKER"] = str(shared / "face_landmarker.task")
+            return None, f"face models: using {shared} (no model zoo reachable)"
+        config = workdir / "demo-no-analysis.yaml"
+        config.write_text("analyze: false\n")
+        return config, f"analysis skipped: {first}"
