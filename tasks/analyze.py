@@ -16,7 +16,7 @@ import numpy as np
 
 from tasks.clipmedia import read_clip
 from tasks.config import CurateConfig
-from tasks.faces import analyze_faces, face_analysis, resolve_face_models
+from tasks.faces import analyze_faces, face_analysis, resolve_face_models, sample_step
 from tasks.landmarks import analyze_landmarks, resolve_landmarker
 from tasks.quality import analyze_quality
 from tasks.records import Reason
@@ -85,7 +85,7 @@ def analyze_clip(path: str | Path, source_id: str, clip_id: str, workdir: Path, 
         faces = analyze_faces(media, resolve_face_models(config.faces.model), config.faces.sample_fps,
                               config.faces.count_min_ratio)  # fmt: skip
     metrics: dict = {"analyzed": True, **faces.metrics()}
-    step = max(1, int(round(media.fps / config.faces.sample_fps)))
+    step = sample_step(media.fps, config.faces.sample_fps)
     with _timed(seconds, "quality"):
         metrics.update(analyze_quality(media, faces.boxes, step).metrics())
     with _timed(seconds, "speech"):

@@ -140,6 +140,11 @@ def yaw_from_keypoints(kps: np.ndarray) -> float:
     return math.degrees(math.atan(offset / iod))
 
 
+def sample_step(fps: float, sample_fps: float) -> int:
+    """Frames between two face samples: every analysis that samples uses the same frames."""
+    return max(1, int(round(fps / sample_fps)))
+
+
 def detect_samples(media: ClipMedia, model: str, sample_fps: float) -> tuple[list[list[Detection]], list[int]]:
     """Faces on frames sampled at `sample_fps`, in clip pixels.
 
@@ -148,8 +153,7 @@ def detect_samples(media: ClipMedia, model: str, sample_fps: float) -> tuple[lis
     unpadded, 12 of 12 padded.
     """
     app = face_analysis(model)
-    step = max(1, int(round(media.fps / sample_fps)))
-    frames = list(range(0, len(media.frames), step))
+    frames = list(range(0, len(media.frames), sample_step(media.fps, sample_fps)))
     pad = max(media.frames.shape[1:3]) // 8
     samples: list[list[Detection]] = []
     for s, f in enumerate(frames):
@@ -208,7 +212,7 @@ def per_frame_boxes(track: Track, n_frames: int, step: int, max_gap: int) -> np.
 
 def analyze_faces(media: ClipMedia, model: str, sample_fps: float, count_min_ratio: float) -> FaceSummary:
     samples, frames = detect_samples(media, model, sample_fps)
-    step = frames[1] - frames[0] if len(frames) > 1 else 1
+    step = sample_step(media.fps, sample_fps)
     n = len(media.frames)
     tracks = build_tracks(samples)
     if not tracks:

@@ -94,7 +94,7 @@ class Landmarks:
         return float(np.mean(~np.isnan(self.jaw_open))) if self.jaw_open.size else 0.0
 
 
-def _square_crop(box: np.ndarray, scale: float, shape: tuple[int, int]) -> tuple[int, int, int]:
+def _square_crop(box: np.ndarray, scale: float) -> tuple[int, int, int]:
     """A square around a box (analysis pixels), 1.6x its larger side: x0, y0, side."""
     x0, y0, x1, y1 = box / scale
     side = int(1.6 * max(x1 - x0, y1 - y0))
@@ -110,11 +110,10 @@ def analyze_landmarks(media: ClipMedia, boxes: np.ndarray, landmarker: Path) -> 
     mouth = np.full(n, np.nan, np.float32)
     jaw = np.full(n, np.nan, np.float32)
     eyes = np.full((n, len(EYE_POINTS), 2), np.nan, np.float32)
-    h, w = media.frames.shape[1:3]
     for t in range(n):
         if np.isnan(boxes[t, 0]):
             continue
-        x0, y0, side = _square_crop(boxes[t], media.scale, (h, w))
+        x0, y0, side = _square_crop(boxes[t], media.scale)
         frame = cv2.copyMakeBorder(media.frames[t], side, side, side, side, cv2.BORDER_CONSTANT, value=(0, 0, 0))
         crop = frame[y0 + side : y0 + 2 * side, x0 + side : x0 + 2 * side]
         crop = np.ascontiguousarray(cv2.resize(crop, (CROP, CROP), interpolation=cv2.INTER_LINEAR))

@@ -43,6 +43,7 @@ def analyze_quality(media: ClipMedia, boxes: np.ndarray, sample_every: int) -> Q
     sharp, bright = [], []
     shifts = []
     previous = None
+    window = None  # the same size for every frame of a clip
     frames = range(0, len(media.frames), sample_every)
     for t in frames:
         gray = cv2.cvtColor(media.frames[t], cv2.COLOR_RGB2GRAY)
@@ -58,7 +59,8 @@ def analyze_quality(media: ClipMedia, boxes: np.ndarray, sample_every: int) -> Q
         factor = MOTION_WIDTH / small.shape[1]
         small = cv2.resize(small, (MOTION_WIDTH, max(8, int(small.shape[0] * factor))))
         if previous is not None:
-            window = cv2.createHanningWindow(small.shape[::-1], cv2.CV_32F)
+            if window is None:
+                window = cv2.createHanningWindow(small.shape[::-1], cv2.CV_32F)
             (dx, dy), _ = cv2.phaseCorrelate(previous, small, window)
             shifts.append(np.hypot(dx, dy) / MOTION_WIDTH)
         previous = small

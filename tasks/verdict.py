@@ -26,28 +26,29 @@ def judge_sync(metrics: dict, config: VerdictConfig) -> Reason | None:
     return None
 
 
+# (metric, failing comparison, threshold field, reason), checked in this order after the face is found.
+RULES: tuple[tuple[str, str, str, Reason], ...] = (
+    ("multi_face_ratio", ">", "max_multi_face_ratio", Reason.MULTI_FACE),
+    ("face_coverage", "<", "min_face_coverage", Reason.FACE_LOST),
+    ("face_size_px", "<", "min_face_px", Reason.FACE_TOO_SMALL),
+    ("yaw_deg", ">", "max_yaw_deg", Reason.PROFILE),
+    ("speech_ratio", "<", "min_speech_ratio", Reason.NO_SPEECH),
+    ("num_speakers", ">", "max_speakers", Reason.MULTI_SPEAKER),
+    ("sharpness", "<", "min_sharpness", Reason.BLURRY),
+    ("brightness", "<", "min_brightness", Reason.TOO_DARK),
+    ("motion", ">", "max_motion", Reason.SHAKY),
+)
+SYNC_AFTER = Reason.MULTI_SPEAKER  # lip sync is judged once speech is known to be one voice
+
+
 def judge(metrics: dict, config: VerdictConfig) -> Reason | None:
     """None for accepted, else the reason. Faces first (nothing else matters without one face)."""
     if metrics.get("face_coverage", 0.0) == 0.0:
         return Reason.NO_FACE
-    if metrics["multi_face_ratio"] > config.max_multi_face_ratio:
-        return Reason.MULTI_FACE
-    if metrics["face_coverage"] < config.min_face_coverage:
-        return Reason.FACE_LOST
-    if metrics["face_size_px"] < config.min_face_px:
-        return Reason.FACE_TOO_SMALL
-    if metrics["yaw_deg"] > config.max_yaw_deg:
-        return Reason.PROFILE
-    if metrics["speech_ratio"] < config.min_speech_ratio:
-        return Reason.NO_SPEECH
-    if metrics["num_speakers"] > config.max_speakers:
-        return Reason.MULTI_SPEAKER
-    if judge_sync(metrics, config) is not None:
-        return Reason.OUT_OF_SYNC
-    if metrics["sharpness"] < config.min_sharpness:
-        return Reason.BLURRY
-    if metrics["brightness"] < config.min_brightness:
-        return Reason.TOO_DARK
-    if metrics["motion"] > config.max_motion:
-        return Reason.SHAKY
+    for key, op, field, reason in RULES:
+        limit = getattr(config, field)
+        if metrics[key] > limit if op == ">" else metrics[key] < limit:
+            return reason
+        if reason is SYNC_AFTER and judge_sync(metrics, config) is not None:
+            return Reason.OUT_OF_SYNC
     return None
