@@ -80,6 +80,69 @@ def report(
         print_report(data)
 
 
+@app.command(context_settings={"help_option_names": ["--help", "-h"]})
+def shards(
+    workdir: Annotated[str, typer.Argument(help="A curated work directory, or the word `inspect`.", metavar="WORKDIR|inspect")],
+    target: Annotated[str | None, typer.Argument(help="With `inspect`: the shard set to inspect.", metavar="[DIR]")] = None,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Shard set to write (a folder or fsspec URL).")] = None,
+    identities: Annotated[
+        str | None, typer.Option(help="Identity counts of the composites, e.g. 2,3 (default: compose.identities).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the plan: same seed, same samples.")] = 0,
+    config: ConfigOpt = None,
+    preview: Annotated[Path | None, typer.Option(help="With `inspect`: where to write the preview PNG.")] = None,
+) -> None:
+    """Build training shards from curated clips, or inspect a shard set.
+
+    `anytalker shards WORKDIR --out DIR [--identities 2,3] [--seed N]` builds (or resumes) the WebDataset shard set DIR: composites of 2-4 people, single-person clips and real multi-person clips, split train/val by person (the Prefect flow `build_shards`).
+
+    `anytalker shards inspect DIR` prints the set's summary and writes a preview image.
+    """  # noqa: E501
+    if workdir == "inspect":
+        if not target:
+            typer.secho("error: `anytalker shards inspect DIR` needs the shard set", fg="red", err=True)
+            raise typer.Exit(2)
+        _inspect_shards(target, preview)
+        return
+    if out is None:
+        typer.secho("error: --out DIR is required to build shards", fg="red", err=True)
+        raise typer.Exit(2)
+    work = Path(workdir).resolve()
+    if not (work / "catalog.sqlite").exists():
+        typer.secho(f"error: no catalog in {work} (run `anytalker curate` first)", fg="red", err=True)
+        raise typer.Exit(2)
+    try:
+        counts = [int(x) for x in identities.split(",")] if identities else None
+        if counts and not all(2 <= n <= 4 for n in counts):
+            raise ValueError
+    except ValueError:
+        typer.secho(f"error: --identities takes counts from 2 to 4, e.g. 2,3; got {identities!r}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    prefect_env.configure(_prefect_home(work))
+    from flows.build_shards import build_shards
+    from tasks.config import ConfigError, load_config
+
+    try:
+        load_config(config)
+    except ConfigError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    result = build_shards(str(work), out, counts, seed, str(config) if config else None)
+    typer.echo(f"wrote {result['written']} samples, {result['skipped']} already in complete shards, "
+               f"{len(result['failed'])} failed")  # fmt: skip
+    _inspect_shards(out, None)
+
+
+def _inspect_shards(target: str, preview: Path | None) -> None:
+    from anytalker.shards_view import print_shard_set
+
+    try:
+        print_shard_set(target, preview)
+    except FileNotFoundError as exc:
+        typer.secho(f"error: no shard set at {target} ({exc})", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def demo(
     workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Where the demo media and its results go.")] = Path(
@@ -103,6 +166,7 @@ def demo(
         typer.secho(note, fg="yellow", err=True)
     curate([str(media)], workdir / "curated", config)
     report(workdir / "curated", as_json=False)
+    shards(str(workdir / "curated"), out=str(workdir / "shards"), config=config)
 
 
 @app.command("config")

@@ -11,12 +11,15 @@ from tqdm import tqdm
 class RunProgress:
     """Counts inputs done (the bar's total) and clips written (its postfix)."""
 
-    def __init__(self, total: int, key: str = "curation-progress") -> None:
+    def __init__(
+        self, total: int, key: str = "curation-progress", desc: str = "sources", unit: str = "src",
+        description: str = "Inputs done, in percent",
+    ) -> None:  # fmt: skip
         self.total = max(total, 1)
         self.done = 0
         self.clips = 0
-        self._bar = tqdm(total=total, desc="sources", unit="src", file=sys.stderr, disable=None, dynamic_ncols=True)
-        self._artifact = create_progress_artifact(progress=0.0, key=key, description="Inputs done, in percent")
+        self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=None, dynamic_ncols=True)
+        self._artifact = create_progress_artifact(progress=0.0, key=key, description=description)
 
     def input_done(self) -> None:
         self.done += 1

@@ -61,3 +61,41 @@ def publish_curation_artifacts(report: dict, run: dict, workdir: str) -> None:
     ):
         (reports / f"{key}.png").write_bytes(png)
         create_markdown_artifact(key=key, markdown=_image_markdown(title, png), description=title)
+
+
+def shard_rows(index: dict) -> list[dict]:
+    """One row per shard: what the shard table artifact shows."""
+    return [
+        {"split": split, "shard": s["shard"], "samples": s["samples"], "MB": round(s["bytes"] / 1e6, 1),
+         "sha256": s["sha256"][:16]}
+        for split, info in index["splits"].items()
+        for s in info["shards"]
+    ]  # fmt: skip
+
+
+def shard_summary_markdown(index: dict, out: str) -> str:
+    lines = [f"# Shard set `{out}`", "", "| split | samples | hours | kinds | identities (N: samples) | people |",
+             "|---|---:|---:|---|---|---:|"]  # fmt: skip
+    for split, info in index["splits"].items():
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(info["kinds"].items()))
+        n_ids = ", ".join(f"{k}: {v}" for k, v in info["n_identities"].items())
+        lines.append(f"| {split} | {info['samples']} | {info['hours']:.3f} | {kinds} | {n_ids} | {len(info['identities'])} |")
+    if index.get("failed"):
+        lines += ["", f"Failed samples: {len(index['failed'])} (see index.json)."]
+    return "\n".join(lines)
+
+
+def publish_shard_artifacts(index: dict, out: str, workdir: str) -> None:
+    """Shard table, summary and a preview of samples with their masks; the PNG also in WORKDIR/reports."""
+    from shards.preview import first_samples, preview_png
+    from shards.writer import shard_urls
+
+    create_table_artifact(key="shards-table", table=shard_rows(index), description="Shards written")
+    create_markdown_artifact(key="shards-summary", markdown=shard_summary_markdown(index, out))
+    urls = [u for split in index["splits"] for u in shard_urls(out, split)]
+    png = preview_png(first_samples(urls))
+    reports = Path(workdir) / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "shards-preview.png").write_bytes(png)
+    create_markdown_artifact(key="shards-preview", markdown=_image_markdown("Samples with their face masks", png),
+                             description="Preview frames with masks")  # fmt: skip

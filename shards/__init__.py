@@ -1,1 +1,2 @@
-"""The data contract between curation and training (WebDataset shards). Built in a later issue."""
+"""The data contract between curation and training: sample schema, codecs, shard writer and
+training reader (WebDataset). README.md in this folder is the contract in words."""

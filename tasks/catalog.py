@@ -61,6 +61,14 @@ CREATE TABLE IF NOT EXISTS clips (
     updated_at  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS clips_by_source ON clips(source_id);
+CREATE TABLE IF NOT EXISTS stage2 (     -- real multi-person clips: the verdict of the stage-2 path
+    clip_id     TEXT PRIMARY KEY REFERENCES clips(clip_id),
+    verdict     TEXT NOT NULL,      -- 'accepted' or 'rejected'
+    reason      TEXT,
+    detail      TEXT,
+    metrics     TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
 """
 
 ACCEPTED = "accepted"
@@ -207,6 +215,17 @@ class Catalog:
                  _now(), clip_id),
             )  # fmt: skip
 
+    def record_stage2(self, clip_id: str, metrics: dict, reason: Reason | None, detail: str = "") -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO stage2 VALUES (?,?,?,?,?,?)",
+                (clip_id, REJECTED if reason else ACCEPTED, reason.value if reason else None, detail,
+                 json.dumps(metrics), _now()),
+            )  # fmt: skip
+
+    def stage2_rows(self) -> dict[str, sqlite3.Row]:
+        return {r["clip_id"]: r for r in self._db.execute("SELECT * FROM stage2").fetchall()}
+
     # ---- reads ----------------------------------------------------------------------------
 
     def clips_to_analyze(self) -> list[sqlite3.Row]:
@@ -214,6 +233,15 @@ class Catalog:
         return self._db.execute(
             "SELECT clip_id, source_id, path FROM clips WHERE path IS NOT NULL"
             " AND json_extract(metrics, '$.analyzed') IS NULL ORDER BY clip_id"
+        ).fetchall()
+
+    def analysed_clips(self, verdicts: tuple[str, ...] = (ACCEPTED,)) -> list[sqlite3.Row]:
+        """Analysed clips with one of these verdicts, in clip-id order."""
+        marks = ",".join("?" * len(verdicts))
+        return self._db.execute(
+            f"SELECT clip_id, source_id, path, verdict, reason, metrics FROM clips WHERE verdict IN ({marks})"
+            " AND json_extract(metrics, '$.analyzed') IS NOT NULL ORDER BY clip_id",
+            verdicts,
         ).fetchall()
 
     def items(self) -> list[ReportItem]:
@@ -247,6 +275,7 @@ class Catalog:
         items = self.items() if items is None else items
         one = lambda sql: self._db.execute(sql).fetchone()[0]  # noqa: E731
         by_reason = Counter(i.reason for i in items if i.verdict == REJECTED)
+        stage2 = self._db.execute("SELECT verdict, reason FROM stage2").fetchall()
         return {
             "inputs": one("SELECT COUNT(*) FROM inputs"),
             "sources": one("SELECT COUNT(*) FROM sources"),
@@ -255,6 +284,10 @@ class Catalog:
             "accepted": sum(i.verdict == ACCEPTED for i in items),
             "rejected": sum(i.verdict == REJECTED for i in items),
             "rejected_by_reason": dict(sorted(by_reason.items())),
+            "stage2": {
+                "accepted": sum(r["verdict"] == ACCEPTED for r in stage2),
+                "rejected_by_reason": dict(sorted(Counter(r["reason"] for r in stage2 if r["reason"]).items())),
+            },
             "accepted_hours": round(
                 one(f"SELECT COALESCE(SUM(end_s - start_s), 0) FROM clips WHERE verdict = '{ACCEPTED}'") / 3600, 4
             ),

@@ -140,8 +140,60 @@ class VerdictConfig(_Section):
     max_motion: float = Field(0.5, ge=0, description="shaky above this camera motion (frame widths per second).")
 
 
+class ComposeConfig(_Section):
+    """Stage-1 composites: N accepted single-person clips side by side (DESIGN.md section 5)."""
+
+    identities: dict[int, float] = Field(
+        default_factory=lambda: {2: 0.6, 3: 0.3, 4: 0.1},
+        description="Identity counts N (2-4) and their shares of the composites.",
+    )
+    cell_width: int = Field(416, ge=32, description="Width of one identity's place (AnyTalker: 416).")
+    cell_height: int = Field(480, ge=32, description="Height of every place (AnyTalker: 480).")
+    frames: int = Field(81, ge=5, description="Frames per sample (AnyTalker: 81; 4k+1 for the VAE).")
+    max_uses: int = Field(4, ge=1, description="A clip appears in at most this many composites.")
+    max_composites: int | None = Field(None, ge=0, description="Stop after this many (None: until clips run out).")
+    turn_frames: tuple[int, int] = Field((20, 40), description="Length range of one speaking turn, frames.")
+    simultaneous_share: float = Field(0.1, ge=0, le=1, description="Share of turns in which everyone speaks.")
+    face_scale: float = Field(2.4, ge=1, description="Crop height over face height when the frame allows.")
+    listen_loop_frames: int = Field(
+        8, ge=2, description="Frames looped forward and back for a listener with no silent stretch (AnyTalker)."
+    )
+    single_windows: int = Field(2, ge=0, description="Single-person samples taken from each accepted clip, at most.")
+
+
+class MultipersonConfig(_Section):
+    """Stage 2: real multi-person clips, each speaker tied to a face by lip motion."""
+
+    min_faces: int = Field(2, ge=2, description="Stable faces needed.")
+    max_faces: int = Field(4, ge=2, description="More stable faces than this: rejected as too_many_faces.")
+    min_face_coverage: float = Field(0.8, ge=0, le=1, description="A stable face is found in this share of samples.")
+    min_face_ratio: float = Field(
+        0.6, gt=0, le=1, description="A stable face is at least this tall vs the largest (smaller: insets, background)."
+    )
+    min_speech_ratio: float = Field(0.3, ge=0, le=1, description="Clips with less speech are not candidates.")
+    min_tie_correlation: float = Field(
+        0.15, ge=-1, le=1, description="A speaker's face: its mouth motion correlates with the speaker's voice at least this much."
+    )
+    min_tie_margin: float = Field(0.1, ge=0, description="...and beats the runner-up face by this much correlation.")
+
+
+class ShardsConfig(_Section):
+    """The shard set: sizes, split, video quality."""
+
+    max_samples: int = Field(200, ge=1, description="Samples per shard at most.")
+    max_mb: int = Field(512, ge=1, description="Shard size in MB at most (0.5-1 GB is the usual guidance).")
+    val_share: float = Field(0.1, ge=0, lt=1, description="Share of identities held out for validation.")
+    identity_threshold: float = Field(
+        0.4, gt=-1, lt=1,
+        description="Clips whose identity embeddings have at least this cosine are one person (MobileFaceNet on "
+        "../shared/data: same person 0.70, different people at most 0.24).",
+    )
+    crf: int = Field(20, ge=0, le=51, description="libx264 quality of the sample videos.")
+    workers: int = Field(2, ge=1, description="Samples rendered at once.")
+
+
 class CurateConfig(_Section):
-    """Everything `anytalker curate` reads."""
+    """Everything `anytalker curate` and `anytalker shards` read: one file for the whole pipeline."""
 
     workers: int = Field(2, ge=1, description="Sources processed at once.")
     analyze: bool = Field(True, description="Run faces, speech, sync and quality on every clip.")
@@ -152,6 +204,9 @@ class CurateConfig(_Section):
     speech: SpeechConfig = Field(default_factory=SpeechConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     verdict: VerdictConfig = Field(default_factory=VerdictConfig)
+    compose: ComposeConfig = Field(default_factory=ComposeConfig)
+    multiperson: MultipersonConfig = Field(default_factory=MultipersonConfig)
+    shards: ShardsConfig = Field(default_factory=ShardsConfig)
 
 
 class ConfigError(ValueError):

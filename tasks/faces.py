@@ -230,3 +230,31 @@ def analyze_faces(media: ClipMedia, model: str, sample_fps: float, count_min_rat
         boxes=per_frame_boxes(main, n, step, max_gap=2),
         embedding=main.mean_embedding(),
     )
+
+
+@dataclass
+class StableFace:
+    """One face that stays in the picture: a real multi-person clip has one per person."""
+
+    boxes: np.ndarray  # (T, 4) clip pixels, NaN where lost
+    coverage: float  # share of sampled frames in which it was found
+    height_px: float
+    embedding: np.ndarray
+
+
+def stable_faces(media: ClipMedia, model: str, sample_fps: float, min_coverage: float, min_ratio: float) -> list[StableFace]:
+    """Tracks found in at least `min_coverage` of the samples and at least `min_ratio` as tall as
+    the tallest such track, left to right (the order audio tracks bind to)."""
+    samples, _ = detect_samples(media, model, sample_fps)
+    step = sample_step(media.fps, sample_fps)
+    tracks = [t for t in build_tracks(samples) if len(t.detections) >= min_coverage * len(samples)]
+    if not tracks:
+        return []
+    tallest = max(float(np.median([d.height for d in t.detections])) for t in tracks)
+    faces = []
+    for track in tracks:
+        height = float(np.median([d.height for d in track.detections]))
+        if height >= min_ratio * tallest:
+            boxes = per_frame_boxes(track, len(media.frames), step, max_gap=2)
+            faces.append(StableFace(boxes, len(track.detections) / len(samples), height, track.mean_embedding()))
+    return sorted(faces, key=lambda f: float(np.nanmedian((f.boxes[:, 0] + f.boxes[:, 2]) / 2)))

@@ -45,6 +45,10 @@ class Reason(StrEnum):
     BLURRY = "blurry"
     TOO_DARK = "too_dark"
     SHAKY = "shaky"
+    # stage 2 (real multi-person clips)
+    UNSTABLE_FACES = "unstable_faces"
+    TOO_MANY_FACES = "too_many_faces"
+    SPEAKERS_UNTIED = "speakers_untied"
 
 
 class Rejected(Exception):

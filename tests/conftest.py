@@ -61,6 +61,25 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
+SHARED_CURATED = [
+    "PC-AVS__Audio_Source_00015", "PC-AVS__Audio_Source_00373", "PC-AVS__Input_00002", "PC-AVS__Input_00098",
+    "PC-AVS__Pose_Source_00473", "PC-AVS__Pose_Source_517600055", "PC-AVS__Pose_Source_731200067",
+    "video-retalking__face_2", "video-retalking__face_4", "LivePortrait__d11",
+    "LivePortrait__d14", "LivePortrait__d3", "avobjects__demo",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def shared_curated(prefect_server, shared_videos: Path, shared_models: Path, tmp_path_factory) -> Path:
+    """One curate run over ../shared/data's talking, silent and multi-person videos, shared by the
+    analysis and shard tests (the work directory; read-only for its users)."""
+    from flows.curate import curate
+
+    work = tmp_path_factory.mktemp("shared-curated") / "work"
+    curate([str(shared_videos / f"{n}.mp4") for n in SHARED_CURATED], str(work), None)
+    return work
+
+
 def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
 

@@ -38,11 +38,10 @@ def _standard_clip(src: Path, out: Path, *extra: str) -> Path:
 
 
 @pytest.mark.slow
-def test_verdicts_on_shared_footage(prefect_server, shared_videos: Path, shared_models: Path, tmp_path: Path) -> None:
+def test_verdicts_on_shared_footage(shared_curated: Path, shared_videos: Path, tmp_path: Path) -> None:
     from flows.curate import curate
 
     names = [*TALKING, "LivePortrait__d14", "LivePortrait__d3", "avobjects__demo"]
-    curate([str(shared_videos / f"{n}.mp4") for n in names], str(tmp_path / "work"), None)
     config = tmp_path / "c.yaml"  # a shorter minimum keeps the Hamilton audience shot (2.1 s) as a clip
     config.write_text("split:\n  min_clip_s: 1.5\n")
     hamilton = "face_recognition__short_hamilton_clip"
@@ -50,8 +49,8 @@ def test_verdicts_on_shared_footage(prefect_server, shared_videos: Path, shared_
     from tasks.catalog import Catalog
 
     items = []
-    for work in ("work", "hamilton"):
-        with Catalog(tmp_path / work) as catalog:
+    for work in (shared_curated, tmp_path / "hamilton"):
+        with Catalog(work) as catalog:
             items += catalog.report()["items"]
     by_name: dict[str, list[dict]] = {}
     for item in items:
@@ -70,9 +69,9 @@ def test_verdicts_on_shared_footage(prefect_server, shared_videos: Path, shared_
                 "brightness", "motion", "sync_offset_frames", "sync_confidence"):  # fmt: skip
         assert key in metrics, key
     for picture in ("curation-histograms.png", "curation-contact-sheet.png"):
-        assert (tmp_path / "work" / "reports" / picture).read_bytes()[:4] == b"\x89PNG"
+        assert (shared_curated / "reports" / picture).read_bytes()[:4] == b"\x89PNG"
     clip = by_name["LivePortrait__d11"][0]
-    sidecar = np.load(next((tmp_path / "work" / "analysis").rglob(f"{clip['clip']}.npz")))
+    sidecar = np.load(next((shared_curated / "analysis").rglob(f"{clip['clip']}.npz")))
     assert sidecar["boxes"].shape == (clip["metrics"]["n_frames"], 4) and not np.isnan(sidecar["boxes"]).any()
     assert sidecar["eye_points"].shape == (clip["metrics"]["n_frames"], 22, 2)
 

@@ -19,8 +19,8 @@ def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 def test_help_everywhere() -> None:
     top = _run("--help")
-    assert top.returncode == 0 and all(cmd in top.stdout for cmd in ("curate", "report", "demo", "config"))
-    for cmd in ("curate", "report", "demo", "config"):
+    assert top.returncode == 0 and all(cmd in top.stdout for cmd in ("curate", "report", "demo", "config", "shards"))
+    for cmd in ("curate", "report", "demo", "config", "shards"):
         out = _run(cmd, "--help")
         assert out.returncode == 0 and "Usage" in out.stdout, cmd
 
@@ -45,6 +45,17 @@ def test_a_missing_model_folder_is_one_clear_error(tmp_path: Path) -> None:
 def test_report_needs_a_catalog(tmp_path: Path) -> None:
     out = _run("report", str(tmp_path))
     assert out.returncode == 2 and "no catalog" in out.stderr
+
+
+def test_shards_command_errors_are_clear(tmp_path: Path) -> None:
+    assert "no catalog" in _run("shards", str(tmp_path), "--out", str(tmp_path / "s")).stderr
+    out = _run("shards", str(tmp_path))
+    assert out.returncode == 2 and "--out DIR is required" in out.stderr
+    out = _run("shards", "inspect", str(tmp_path / "nothing"))
+    assert out.returncode == 2 and "no shard set" in out.stderr
+    (tmp_path / "catalog.sqlite").touch()
+    out = _run("shards", str(tmp_path), "--out", str(tmp_path / "s"), "--identities", "1,9")
+    assert out.returncode == 2 and "--identities" in out.stderr
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 
 import json
 import subprocess
+from collections import Counter
 import sys
 from pathlib import Path
 
@@ -69,3 +70,15 @@ def test_demo_command_runs_everything(tmp_path: Path) -> None:
     assert [i["verdict"] for i in by_name["synthetic_hard_cut.mp4"]] == ["accepted", "accepted"]
     for key in "abcd":
         assert [i["verdict"] for i in by_name[f"synthetic_talker_{key}.mp4"]] == ["accepted"]
+    # and the shard set built from the accepted clips, with its preview
+    shards = subprocess.run(
+        [sys.executable, "-m", "anytalker", "shards", "inspect", str(tmp_path / "shards")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "train" in shards.stdout and (tmp_path / "shards" / "preview.png").read_bytes()[:4] == b"\x89PNG"
+    index = json.loads((tmp_path / "shards" / "index.json").read_text())
+    kinds = Counter()
+    for side in index["splits"].values():
+        kinds.update(side["kinds"])
+    assert kinds["composite"] > 0 and kinds["single"] > 0
+

@@ -1,0 +1,121 @@
+"""The build_shards flow: a curated work directory -> a WebDataset shard set for training.
+
+Table of contents: read the catalog's clips, tie identities and split them train/val, take
+multi-person candidates through the stage-2 path (verdicts into the catalog), plan every
+sample, render and write them (skipping samples a complete shard already holds), write the
+index, publish the shard table and previews.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.progress import RunProgress
+from flows.reporting import publish_shard_artifacts
+from shards.writer import EncodedSample, ShardWriter, encode_sample, write_index
+from tasks.analyze import sidecar_base
+from tasks.catalog import Catalog
+from tasks.clip_library import LibraryClip, load_library
+from tasks.config import CurateConfig, load_config
+from tasks.identities import assign_identities, split_identities
+from tasks.multiperson import MultiPersonResult, analyze_multiperson, is_candidate, load_result, save_result
+from tasks.shard_plan import PlannedSample, plan_samples, render_sample
+
+
+@task(name="stage2-clip", tags=["stage2"], persist_result=False)
+def stage2_task(clip: LibraryClip, config: CurateConfig) -> MultiPersonResult:
+    return analyze_multiperson(clip, config)
+
+
+@task(name="render-sample", tags=["shards"], persist_result=False)
+def render_task(
+    planned: PlannedSample, clips: dict[str, LibraryClip], stage2: dict[str, MultiPersonResult], config: CurateConfig
+) -> EncodedSample:
+    """Render and encode one sample in a worker thread: only its compressed members come back."""
+    return encode_sample(render_sample(planned, clips, stage2, config), config.shards.crf)
+
+
+def _stage2(runner, candidates: list[LibraryClip], work: Path, config: CurateConfig, logger) -> dict[str, MultiPersonResult]:
+    """Stage-2 results of every candidate: from an earlier run when recorded, else analysed now."""
+    with Catalog(work) as catalog:
+        done = catalog.stage2_rows()
+    results: dict[str, MultiPersonResult] = {}
+    futures = {}
+    for clip in candidates:
+        arrays = sidecar_base(work, clip.source_id, clip.clip_id).with_suffix(".stage2.npz")
+        row = done.get(clip.clip_id)
+        if row is not None and (row["verdict"] == "rejected" or arrays.is_file()):
+            if row["verdict"] == "accepted":
+                results[clip.clip_id] = load_result(str(arrays), clip.clip_id, json.loads(row["metrics"]))
+            continue
+        futures[clip.clip_id] = runner.submit(stage2_task, {"clip": clip, "config": config})
+    with Catalog(work) as catalog:
+        for clip_id, future in futures.items():
+            result = future.result()
+            clip = next(c for c in candidates if c.clip_id == clip_id)
+            if result.rejected is None:
+                save_result(str(sidecar_base(work, clip.source_id, clip_id).with_suffix(".stage2.npz")), result)
+                results[clip_id] = result
+            catalog.record_stage2(clip_id, result.metrics, result.rejected, result.detail)
+            logger.info("stage 2 %s: %s %s", clip_id, result.rejected or "accepted", result.detail)
+    return results
+
+
+@flow(name="build_shards", log_prints=True, persist_result=False)
+def build_shards(
+    workdir: str, out: str, identities: list[int] | None = None, seed: int = 0, config_path: str | None = None
+) -> dict:
+    """Build (or resume) the shard set `out` from the curated clips in `workdir`."""
+    logger = get_run_logger()
+    config = load_config(config_path)
+    if identities:
+        compose = config.compose.model_copy(update={"identities": {n: 1.0 for n in identities}})
+        config = config.model_copy(update={"compose": compose})
+    work = Path(workdir).resolve()
+    accepted = load_library(work, ("accepted",))
+    candidates = [c for c in load_library(work, ("rejected",)) if is_candidate(c, config)]
+    assign_identities([*accepted, *candidates], config.shards.identity_threshold)
+    sides = split_identities({c.identity for c in [*accepted, *candidates]}, config.shards.val_share, seed)
+    clips = {c.clip_id: c for c in [*accepted, *candidates]}
+
+    with ThreadPoolTaskRunner(max_workers=config.shards.workers) as runner:
+        stage2 = _stage2(runner, candidates, work, config, logger)
+        planned = plan_samples(accepted, stage2, candidates, sides, config, seed)
+        with ShardWriter(out, config.shards.max_samples, config.shards.max_mb * 1024**2, config.shards.crf) as writer:
+            todo = [p for p in planned if p.key not in writer.done_keys]
+            progress = RunProgress(len(todo), key="shards-progress", desc="samples", unit="sample",
+                                   description="Samples written, in percent")  # fmt: skip
+            window: deque = deque()
+            failed: dict[str, str] = {}
+            for p in todo:  # a bounded window of renders in flight, written in plan order
+                window.append((p, runner.submit(render_task, {"planned": p, "clips": clips, "stage2": stage2,
+                                                              "config": config})))  # fmt: skip
+                if len(window) >= 2 * config.shards.workers:
+                    _write_next(window, writer, progress, failed)
+            while window:
+                _write_next(window, writer, progress, failed)
+            progress.close()
+    index = write_index(out, {
+        "built_from": str(work), "seed": seed, "compose": config.compose.model_dump(mode="json"),
+        "planned": {kind: sum(p.kind == kind for p in planned) for kind in ("composite", "single", "multi")},
+        "failed": failed,
+    })  # fmt: skip
+    publish_shard_artifacts(index, out, str(work))
+    logger.info("shard set %s: %s", out, {s: v["samples"] for s, v in index["splits"].items()})
+    return {"out": out, "written": writer.written, "skipped": len(planned) - len(todo), "failed": failed, "index": index}
+
+
+def _write_next(window: deque, writer: ShardWriter, progress: RunProgress, failed: dict[str, str]) -> None:
+    """Write the oldest render; a sample that failed to render is reported, not fatal."""
+    planned, future = window.popleft()
+    try:
+        writer.write(future.result(), planned.split)
+    except Exception as exc:  # noqa: BLE001 - one bad sample must not stop the set
+        failed[planned.key] = f"{type(exc).__name__}: {exc}"
+        get_run_logger().error("sample %s failed: %s", planned.key, failed[planned.key])
+    progress.input_done()
