@@ -234,7 +234,7 @@ def ping_pong(start: int, length: int, count: int) -> np.ndarray:
     return start + cycle[np.arange(count) % len(cycle)]
 
 
-def _face_crop(frame: np.ndarray, box: np.ndarray, size: int = 224) -> np.ndarray:
+def face_crop(frame: np.ndarray, box: np.ndarray, size: int = 224) -> np.ndarray:
     """A square crop 1.3x around a box (black beyond the frame), for the face encoder."""
     if np.isnan(box[0]):
         return np.zeros((size, size, 3), np.uint8)
@@ -301,7 +301,7 @@ def render_composite(plan: CompositePlan, clips: dict[str, LibraryClip], config:
             "clip_id": clip.clip_id, "source_id": clip.source_id, "speak_start_frame": plan.speak_starts[place],
             "listen_frames": [listen_start, listen_len], "crop": [crop.x0, crop.y0, crop.width, crop.height],
         })  # fmt: skip
-    faces = [_face_crop(video[0], boxes[i, 0]) for i in range(n)]
+    faces = [face_crop(video[0], boxes[i, 0]) for i in range(n)]
     meta = {
         "identities": [clips[c].identity for c in plan.clip_ids],
         "sources": sources,
@@ -309,7 +309,7 @@ def render_composite(plan: CompositePlan, clips: dict[str, LibraryClip], config:
         "turns": [[t.start, t.end, list(t.speakers)] for t in plan.turns],
         "words": words,
         "transcript": [" ".join(w["word"] for w in ws) for ws in words],
-        "scores": [_scores(clips[c]) for c in plan.clip_ids],
+        "scores": [clip_scores(clips[c]) for c in plan.clip_ids],
     }
     return Sample(plan.key, "composite", 1, video, fps, tracks, boxes, faces, meta)
 
@@ -340,12 +340,12 @@ def render_single(plan: SinglePlan, clip: LibraryClip, config: ComposeConfig) ->
         "speaking": [speaking],
         "words": [words],
         "transcript": [" ".join(w["word"] for w in words)],
-        "scores": [_scores(clip)],
+        "scores": [clip_scores(clip)],
     }  # fmt: skip
-    return Sample(plan.key, "single", 1, video, fps, [track], boxes, [_face_crop(video[0], boxes[0, 0])], meta)
+    return Sample(plan.key, "single", 1, video, fps, [track], boxes, [face_crop(video[0], boxes[0, 0])], meta)
 
 
-def _scores(clip: LibraryClip) -> dict:
+def clip_scores(clip: LibraryClip) -> dict:
     keys = ("sync_offset_frames", "sync_confidence", "face_size_px", "yaw_deg", "sharpness", "brightness",
             "speech_ratio", "language")  # fmt: skip
     return {k: clip.metrics[k] for k in keys if k in clip.metrics}

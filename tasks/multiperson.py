@@ -158,7 +158,7 @@ def render_multi(result: MultiPersonResult, clip: LibraryClip, start: int, confi
     """A stage-2 sample: the whole picture scaled to the cell height, one audio track per face."""
     from shards.schema import Sample
     from tasks.clipmedia import read_audio
-    from tasks.compose import Crop, _face_crop, _scores, read_cells
+    from tasks.compose import Crop, face_crop, clip_scores, read_cells
 
     frames = config.compose.frames
     height = config.compose.cell_height
@@ -191,9 +191,9 @@ def render_multi(result: MultiPersonResult, clip: LibraryClip, start: int, confi
         "speaking": speaking,
         "tie_correlations": result.correlations,
         "transcript": [_words_of(clip, labels, voice, start, frames) for voice in result.voice_of_face],
-        "scores": [_scores(clip)] * n_faces,
+        "scores": [clip_scores(clip)] * n_faces,
     }  # fmt: skip
-    faces = [_face_crop(video[0], boxes[i, 0]) for i in range(n_faces)]
+    faces = [face_crop(video[0], boxes[i, 0]) for i in range(n_faces)]
     return Sample(key, "multi", 2, video, clip.fps, tracks, boxes.astype(np.float32), faces, meta)
 
 
