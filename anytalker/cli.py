@@ -82,8 +82,8 @@ def report(
 
 @app.command(context_settings={"help_option_names": ["--help", "-h"]})
 def shards(
-    workdir: Annotated[str, typer.Argument(help="A curated work directory, or the word `inspect`.", metavar="WORKDIR|inspect")],
-    target: Annotated[str | None, typer.Argument(help="With `inspect`: the shard set to inspect.", metavar="[DIR]")] = None,
+    workdir: Annotated[str, typer.Argument(help="A curated work directory, or `inspect` / `encode`.", metavar="WORKDIR|inspect|encode")],
+    target: Annotated[str | None, typer.Argument(help="With `inspect` or `encode`: the shard set.", metavar="[DIR]")] = None,
     out: Annotated[str | None, typer.Option("--out", "-o", help="Shard set to write (a folder or fsspec URL).")] = None,
     identities: Annotated[
         str | None, typer.Option(help="Identity counts of the composites, e.g. 2,3 (default: compose.identities).")
@@ -97,7 +97,19 @@ def shards(
     `anytalker shards WORKDIR --out DIR [--identities 2,3] [--seed N]` builds (or resumes) the WebDataset shard set DIR: composites of 2-4 people, single-person clips and real multi-person clips, split train/val by person (the Prefect flow `build_shards`).
 
     `anytalker shards inspect DIR` prints the set's summary and writes a preview image.
+
+    `anytalker shards encode SRC --out DST --config TRAIN.yaml` writes a copy of SRC with the frozen encoders' outputs (VAE latents, wav2vec2 features, face tokens) at the config's training size, so training skips the encoders.
     """  # noqa: E501
+    if workdir == "encode":
+        if not target or out is None or config is None:
+            typer.secho("error: `anytalker shards encode SRC --out DST --config TRAIN.yaml`", fg="red", err=True)
+            raise typer.Exit(2)
+        prefect_env.configure(Path(out).resolve() / ".prefect" if "://" not in out else None)
+        from flows.encode_shards import encode_shards
+
+        encode_shards(target, out, str(config))
+        _inspect_shards(out, None)
+        return
     if workdir == "inspect":
         if not target:
             typer.secho("error: `anytalker shards inspect DIR` needs the shard set", fg="red", err=True)
@@ -131,6 +143,42 @@ def shards(
     typer.echo(f"wrote {result['written']} samples, {result['skipped']} already in complete shards, "
                f"{len(result['failed'])} failed")  # fmt: skip
     _inspect_shards(out, None)
+
+
+@app.command()
+def train(
+    shards: Annotated[str, typer.Option("--shards", help="A shard set written by `anytalker shards`.")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="Training YAML: configs/tiny.yaml, 1.3B.yaml, 14B.yaml.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The run folder; rerunning into it resumes.")],
+    workers: Annotated[int, typer.Option(help="Ray Train workers.")] = 2,
+    gpus_per_worker: Annotated[float, typer.Option(help="GPUs per worker (0: CPU).")] = 0,
+    max_steps: Annotated[int, typer.Option(help="Train until this global step.")] = 100,
+    strategy: Annotated[str, typer.Option(help="ddp, or fsdp for the 14B shape.")] = "ddp",
+) -> None:
+    """Train the identity-aware DiT on a shard set with Lightning on Ray Train (Prefect flow `train`).
+
+    Uses the Ray cluster in RAY_ADDRESS, else starts a local one on 127.0.0.1. Checkpoints go to OUT/checkpoints every train.checkpoint_every steps; the same command again resumes from the last one. The trained model is written to OUT/model (diffusers format).
+    """  # noqa: E501
+    from model.config import load_run_config
+
+    if strategy not in ("ddp", "fsdp"):
+        typer.secho(f"error: --strategy is ddp or fsdp, got {strategy!r}", fg="red", err=True)
+        raise typer.Exit(2)
+    try:
+        load_run_config(config)
+        from shards.writer import shard_urls
+
+        if not shard_urls(shards, "train"):
+            raise ValueError(f"{shards}: no train shards in its index.json")
+    except (ValueError, FileNotFoundError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    out = out.resolve()
+    prefect_env.configure(_prefect_home(out))
+    from flows.train import train as train_flow
+
+    result = train_flow(shards, str(config.resolve()), str(out), workers, gpus_per_worker, max_steps, strategy)
+    typer.echo(json.dumps({k: v for k, v in result.items()}, indent=2))
 
 
 def _inspect_shards(target: str, preview: Path | None) -> None:

@@ -1,1 +1,2 @@
-"""The identity-aware DiT and its training (see DESIGN.md section 6). Built in a later issue."""
+"""The identity-aware DiT (Wan2.1 + Audio-Face Cross Attention) and its flow-matching training
+with Lightning on Ray Train (DESIGN.md section 6). One file per part, diffusers style."""

@@ -37,13 +37,18 @@ def _rate(fps: float):
     return Fraction(fps).limit_denominator(1001)
 
 
-def decode_video(data: bytes, size: tuple[int, int] | None = None) -> tuple[np.ndarray, float]:
-    """mp4 bytes to (T, H, W, 3) uint8 RGB and fps; `size` (H, W) scales in the decoder's scaler."""
+def decode_video(data: bytes, size: tuple[int, int] | None = None, limit: int | None = None) -> tuple[np.ndarray, float]:
+    """mp4 bytes to (T, H, W, 3) uint8 RGB and fps; `size` (H, W) scales in the decoder's scaler;
+    `limit` stops after that many frames."""
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         kwargs = {"height": size[0], "width": size[1]} if size else {}
-        frames = [f.to_ndarray(format="rgb24", **kwargs) for f in container.decode(stream)]
+        frames = []
+        for frame in container.decode(stream):
+            frames.append(frame.to_ndarray(format="rgb24", **kwargs))
+            if limit is not None and len(frames) >= limit:
+                break
         fps = float(stream.average_rate or 25)
     return np.stack(frames), fps
 

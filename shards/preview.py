@@ -55,29 +55,31 @@ def preview_png(samples: list[Sample], max_width: int = 1400, height: int = 200)
     return png.tobytes()
 
 
-def first_samples(urls: list[str], per_kind: int = 2, kinds: tuple[str, ...] = ("composite", "single", "multi")) -> list[Sample]:
-    """Up to `per_kind` samples of each kind, reading the tars in order and stopping when done."""
-    picked: list[Sample] = []
-    counts = dict.fromkeys(kinds, 0)
-
-    def take(key: str, parts: dict[str, bytes]) -> None:
-        kind = json.loads(parts["meta.json"])["kind"]
-        if counts.get(kind, per_kind) < per_kind:
-            counts[kind] += 1
-            picked.append(from_members(key, parts))
-
+def iter_raw_samples(urls: list[str]):
+    """(key, members) of every sample, reading the tars in order (a sample's members are contiguous)."""
     for url in urls:
         with fsspec.open(url, "rb") as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
             key, parts = None, {}
-            for member in tar:  # a sample's members are contiguous in the tar
+            for member in tar:
                 name_key, _, name = member.name.partition(".")
                 if name_key != key and parts:
-                    take(key, parts)
+                    yield key, parts
                     parts = {}
                 key = name_key
                 parts[name] = tar.extractfile(member).read()
             if parts:
-                take(key, parts)
+                yield key, parts
+
+
+def first_samples(urls: list[str], per_kind: int = 2, kinds: tuple[str, ...] = ("composite", "single", "multi")) -> list[Sample]:
+    """Up to `per_kind` samples of each kind, reading the tars in order and stopping when done."""
+    picked: list[Sample] = []
+    counts = dict.fromkeys(kinds, 0)
+    for key, parts in iter_raw_samples(urls):
+        kind = json.loads(parts["meta.json"])["kind"]
+        if counts.get(kind, per_kind) < per_kind:
+            counts[kind] += 1
+            picked.append(from_members(key, parts))
         if all(c >= per_kind for c in counts.values()):
             break
     return picked

@@ -1,6 +1,7 @@
 """Training reader: a WebDataset pipeline over a shard set, split by node and by worker.
 
-Each sample becomes tensors at the training size: video (T, 3, H, W) uint8, audio (N, S)
+Each sample becomes tensors at the training size: video (T, 3, H, W) uint8 (only the first
+frame for samples with stored latents, `encoded.*`, which training uses instead), audio (N, S)
 float32 at 16 kHz, boxes (N, T, 4) in training pixels, face crops (N, 3, F, F) uint8, and face
 masks (N, h, w) on a given latent grid. Pixels stay uint8 until the training step moves them
 to the device and scales them to [-1, 1] there: a float copy of an 81-frame 480x832 clip is
@@ -38,6 +39,7 @@ class ReaderConfig:
     shuffle_buffer: int = 64
     shardshuffle: int | bool = 100
     stage: int | None = None  # keep only this stage's samples
+    skip_encoded_video: bool = True  # samples with stored latents: decode only the first frame
     seed: int = 0
 
 
@@ -88,7 +90,8 @@ class DecodeSample:
     def __call__(self, raw: dict) -> dict:
         c = self.config
         members = {k: v for k, v in raw.items() if not k.startswith("__")}
-        sample = from_members(raw["__key__"], members, size=(c.height, c.width))
+        encoded = c.skip_encoded_video and "latents.npy" in members
+        sample = from_members(raw["__key__"], members, size=(c.height, c.width), frames=1 if encoded else None)
         rng = self._generator()
         n = sample.n_identities
         masks = face_masks(
@@ -109,6 +112,7 @@ class DecodeSample:
             "faces": torch.from_numpy(faces).permute(0, 3, 1, 2),
             "masks": torch.from_numpy(masks),
             "meta": sample.meta,
+            **{f"encoded.{name[:-4]}": torch.from_numpy(a.astype(np.float32)) for name, a in sample.encoded.items()},
         }
 
 
@@ -122,11 +126,14 @@ class StageFilter:
         return json.loads(raw["meta.json"]).get("stage") == self.stage
 
 
-def make_dataset(urls: list[str], config: ReaderConfig = ReaderConfig(), resampled: bool = False) -> wds.WebDataset:
+def make_dataset(
+    urls: list[str], config: ReaderConfig = ReaderConfig(), resampled: bool = False, select=None
+) -> wds.WebDataset:
     """The WebDataset pipeline: shards split by node and worker, shuffled, decoded to tensors.
 
     `resampled=True` draws shards with replacement forever (the usual choice for multi-node
     training; bound it with `.with_epoch`); False reads each shard once, for evaluation and tests.
+    `select` keeps only the raw samples it returns True for (it sees the undecoded members).
     """
     dataset = wds.WebDataset(
         urls,
@@ -140,6 +147,8 @@ def make_dataset(urls: list[str], config: ReaderConfig = ReaderConfig(), resampl
     )
     if config.stage is not None:
         dataset = dataset.select(StageFilter(config.stage))
+    if select is not None:
+        dataset = dataset.select(select)
     if config.shuffle_buffer:
         dataset = dataset.shuffle(config.shuffle_buffer, seed=config.seed)
     return dataset.map(DecodeSample(config))
@@ -155,7 +164,13 @@ def collate(samples: list[dict]) -> dict:
         out[tuple(slice(0, d) for d in x.shape)] = x
         return out
 
+    encoded = {}
+    for name in {k for s in samples for k in s if k.startswith("encoded.")}:
+        if all(name in s for s in samples):  # per-identity ones (first dim N) are padded like audio
+            per_identity = name in ("encoded.audiofeats", "encoded.facetokens")
+            encoded[name] = torch.stack([pad(s[name], (n, *s[name].shape[1:])) if per_identity else s[name] for s in samples])
     return {
+        **encoded,
         "key": [s["key"] for s in samples],
         "video": torch.stack([s["video"] for s in samples]),
         "audio": torch.stack([pad(s["audio"], (n, length)) for s in samples]),

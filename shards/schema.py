@@ -17,6 +17,15 @@ import numpy as np
 from shards import codec
 
 SCHEMA_VERSION = 1
+# Optional members: frozen-encoder outputs computed once at shard time (`anytalker shards encode`),
+# at the training size named in meta.json's `encoded`. A reader that does not know them ignores them.
+ENCODED = {
+    "latents.npy": "VAE latents of the video, normalised (z, f, h, w) float32",
+    "reference.npy": "image-to-video condition: 4 mask channels + first-frame latents (4 + z, f, h, w) float32",
+    "audiofeats.npy": "wav2vec2 windows per identity (N, T, window, layers, C) float16",
+    "facetokens.npy": "image-encoder tokens of each face crop (N, K, C) float16",
+    "imagetokens.npy": "image-encoder tokens of the reference frame (K, C) float16",
+}
 KINDS = ("single", "composite", "multi")
 Kind = Literal["single", "composite", "multi"]
 _KEY = re.compile(r"^[A-Za-z0-9_-]+$")  # WebDataset splits keys at the first dot: none allowed
@@ -38,6 +47,7 @@ class Sample:
     faces: list[np.ndarray]  # N face crops (RGB) from the reference frame, for the face encoder
     meta: dict = field(default_factory=dict)  # sources, identities, speaking, transcript, scores, split
     audio_rate: int = 16000
+    encoded: dict[str, np.ndarray] = field(default_factory=dict)  # optional frozen-encoder outputs (ENCODED)
 
     @property
     def n_identities(self) -> int:
@@ -93,6 +103,10 @@ def to_members(sample: Sample, crf: int = 20) -> dict[str, bytes]:
     for i, track in enumerate(sample.audio):
         members[f"audio.{i}.wav"] = codec.encode_wav(track, sample.audio_rate)
         members[f"face.{i}.jpg"] = codec.encode_jpg(sample.faces[i])
+    for name, array in sample.encoded.items():
+        if name not in ENCODED:
+            raise SchemaError(f"{sample.key}: unknown encoded member {name}")
+        members[name] = codec.encode_npy(array)
     return members
 
 
@@ -104,8 +118,11 @@ def member_names(n_identities: int) -> list[str]:
     return names
 
 
-def from_members(key: str, members: dict[str, bytes], size: tuple[int, int] | None = None) -> Sample:
-    """A sample from its tar members; `size` (H, W) rescales the video and its boxes."""
+def from_members(
+    key: str, members: dict[str, bytes], size: tuple[int, int] | None = None, frames: int | None = None
+) -> Sample:
+    """A sample from its tar members; `size` (H, W) rescales the video and its boxes; `frames`
+    decodes only the first frames (training on encoded members needs the reference frame only)."""
     meta = codec.decode_json(members["meta.json"])
     if meta.get("schema") != SCHEMA_VERSION:
         raise SchemaError(f"{key}: schema {meta.get('schema')}, this reader reads {SCHEMA_VERSION}")
@@ -113,11 +130,13 @@ def from_members(key: str, members: dict[str, bytes], size: tuple[int, int] | No
     missing = [m for m in member_names(n) if m not in members]
     if missing:
         raise SchemaError(f"{key}: missing members {missing}")
-    video, fps = codec.decode_video(members["video.mp4"], size)
+    video, fps = codec.decode_video(members["video.mp4"], size, frames)
     boxes = codec.decode_npy(members["boxes.npy"]).astype(np.float32)
     if size:
         sx, sy = size[1] / meta["width"], size[0] / meta["height"]
         boxes = boxes * np.array([sx, sy, sx, sy], np.float32)
     audio = [codec.decode_wav(members[f"audio.{i}.wav"])[0] for i in range(n)]
     faces = [codec.decode_jpg(members[f"face.{i}.jpg"]) for i in range(n)]
-    return Sample(key, meta["kind"], int(meta["stage"]), video, fps, audio, boxes, faces, meta, int(meta["audio_rate"]))
+    encoded = {name: codec.decode_npy(members[name]) for name in ENCODED if name in members}
+    return Sample(key, meta["kind"], int(meta["stage"]), video, fps, audio, boxes, faces, meta, int(meta["audio_rate"]),
+                  encoded)  # fmt: skip

@@ -1,0 +1,51 @@
+"""The DataModule: the shard reader at the training size, stage 1 mixing composites and
+single-person clips at `composite_share`, stage 2 real multi-person clips only."""
+
+from __future__ import annotations
+
+import json
+
+import lightning as L
+import torch
+import webdataset as wds
+
+from model.config import DataConfig
+from shards.reader import ReaderConfig, collate, make_dataset
+from shards.writer import shard_urls
+
+
+class KindFilter:
+    def __init__(self, kinds: tuple[str, ...]) -> None:
+        self.kinds = kinds
+
+    def __call__(self, raw: dict) -> bool:
+        return json.loads(raw["meta.json"])["kind"] in self.kinds
+
+
+class ShardDataModule(L.LightningDataModule):
+    def __init__(self, shards: str, config: DataConfig, batches_per_epoch: int, patch: tuple[int, int] = (2, 2)) -> None:
+        super().__init__()
+        self.shards, self.config, self.batches_per_epoch = shards, config, batches_per_epoch
+        self.reader = ReaderConfig(
+            height=config.height, width=config.width, latent_grid=(config.height // 8 // patch[0], config.width // 8 // patch[1]),
+            shuffle_buffer=config.shuffle_buffer, stage=config.stage, seed=config.seed,
+        )  # fmt: skip
+
+    def _dataset(self, kinds: tuple[str, ...] | None):
+        urls = shard_urls(self.shards, "train")
+        if not urls:
+            raise ValueError(f"no train shards in {self.shards}")
+        # each rank and each resumption draws its own shard sequence (resampling has no position to restore)
+        seed = self.config.seed + 1000 * self.trainer.global_rank + self.trainer.global_step if self.trainer else 0
+        reader = ReaderConfig(**{**self.reader.__dict__, "seed": seed})
+        return make_dataset(urls, reader, resampled=True, select=KindFilter(kinds) if kinds else None)
+
+    def train_dataloader(self) -> wds.WebLoader:
+        c = self.config
+        if c.stage == 1 and 0 < c.composite_share < 1:
+            dataset = wds.RandomMix([self._dataset(("composite",)), self._dataset(("single",))],
+                                    [c.composite_share, 1 - c.composite_share])  # fmt: skip
+        else:
+            dataset = self._dataset(None)
+        loader = wds.WebLoader(dataset, batch_size=c.batch_size, num_workers=c.num_workers, collate_fn=collate)
+        return loader.with_epoch(self.batches_per_epoch)  # resampled shards never end: an epoch is N batches
