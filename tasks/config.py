@@ -172,7 +172,7 @@ class MultipersonConfig(_Section):
     )
     min_speech_ratio: float = Field(0.3, ge=0, le=1, description="Clips with less speech are not candidates.")
     min_tie_correlation: float = Field(
-        0.15, ge=-1, le=1, description="A speaker's face: its mouth motion correlates with the speaker's voice at least this much."
+        0.1, ge=-1, le=1, description="A speaker's face: its mouth motion correlates with the speaker's voice at least this much."
     )
     min_tie_margin: float = Field(0.1, ge=0, description="...and beats the runner-up face by this much correlation.")
 

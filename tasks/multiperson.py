@@ -14,12 +14,16 @@ voice's turns and silence elsewhere; a face with no voice is a listener (a silen
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from shards.schema import Sample
 from tasks.clip_library import LibraryClip
-from tasks.clipmedia import read_clip
+from tasks.clipmedia import read_audio, read_clip
+from tasks.compose import Crop, clip_scores, face_crop, read_cells
 from tasks.config import CurateConfig
 from tasks.faces import resolve_face_models, stable_faces
 from tasks.landmarks import analyze_landmarks, resolve_landmarker
@@ -156,10 +160,6 @@ def plan_windows(n_frames: int, frames: int) -> list[int]:
 
 def render_multi(result: MultiPersonResult, clip: LibraryClip, start: int, config: CurateConfig, key: str):
     """A stage-2 sample: the whole picture scaled to the cell height, one audio track per face."""
-    from shards.schema import Sample
-    from tasks.clipmedia import read_audio
-    from tasks.compose import Crop, face_crop, clip_scores, read_cells
-
     frames = config.compose.frames
     height = config.compose.cell_height
     width = int(round(clip.width * height / clip.height / 2)) * 2
@@ -182,7 +182,7 @@ def render_multi(result: MultiPersonResult, clip: LibraryClip, start: int, confi
     for voice in result.voice_of_face:
         on = (labels[src] == voice) if voice is not None else np.zeros(frames, bool)
         edges = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(np.int8), [0]])))
-        speaking.append([[round(b / clip.fps, 4), round(e / clip.fps, 4)] for b, e in zip(edges[::2], edges[1::2], strict=True)])
+        speaking.append([[round(float(b) / clip.fps, 4), round(float(e) / clip.fps, 4)] for b, e in zip(edges[::2], edges[1::2], strict=True)])
     n_faces = len(tracks)
     meta = {
         "identities": [f"{clip.identity}-face{i}" for i in range(n_faces)],
@@ -213,9 +213,6 @@ def _words_of(clip: LibraryClip, labels: np.ndarray, voice: int | None, start: i
 
 def save_result(path: str, result: MultiPersonResult) -> None:
     """The arrays a stage-2 sample needs, written atomically beside the clip's analysis."""
-    import os
-    from pathlib import Path
-
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.{os.getpid()}.part")

@@ -258,6 +258,17 @@ def test_stage2_ties_each_voice_to_its_face(shared_curated: Path, tmp_path: Path
     tracks = voice_tracks(read_audio(clip_path), result.frame_voice, result.voice_of_face, 25.0)
     assert np.abs(tracks[0][int(3.5 * 16000) :]).max() == 0 and np.abs(tracks[1][: int(2.0 * 16000)]).max() == 0
 
+    from tasks.multiperson import render_multi  # the stage-2 sample of its first 81 frames
+
+    clip.identity = "id-two"
+    sample = render_multi(result, clip, 0, config, "mtwo")
+    assert sample.video.shape == (81, 480, 832, 3) and sample.boxes.shape == (2, 81, 4) and sample.stage == 2
+    left_speaks = sample.meta["speaking"][0]
+    assert left_speaks and left_speaks[0][0] < 0.5 and sample.meta["speaking"][1][0][0] > 2.0
+    hop = 640
+    for t in np.flatnonzero(result.frame_voice[:81] != result.voice_of_face[0]):
+        assert not sample.audio[0][t * hop : (t + 1) * hop].any()
+
 
 def test_identity_split_is_stable_and_two_sided() -> None:
     people = {f"id-{i:04d}" for i in range(200)}
