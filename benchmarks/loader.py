@@ -17,24 +17,16 @@ import time
 import torch
 
 from shards.codec import decode_video
-from shards.reader import ReaderConfig, collate, make_dataset, raw_bytes_read
+from shards.reader import ReaderConfig, collate, iter_raw_samples, make_dataset, raw_bytes_read
 from shards.writer import shard_urls
 
 
 def _decode_all(urls: list[str]) -> int:
     """Plain read plus decoding each sample's video (no resize, no tensors): the decode floor."""
-    import tarfile
-
-    import fsspec
-
     n = 0
-    for url in urls:
-        with fsspec.open(url, "rb") as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
-            for member in tar:
-                data = tar.extractfile(member).read()
-                if member.name.endswith(".video.mp4"):
-                    decode_video(data)
-                    n += 1
+    for _, members in iter_raw_samples(urls):
+        decode_video(members["video.mp4"])
+        n += 1
     return n
 
 

@@ -54,10 +54,11 @@ def _stage2(runner, candidates: list[LibraryClip], work: Path, config: CurateCon
                 results[clip.clip_id] = load_result(str(arrays), clip.clip_id, json.loads(row["metrics"]))
             continue
         futures[clip.clip_id] = runner.submit(stage2_task, {"clip": clip, "config": config})
+    by_id = {c.clip_id: c for c in candidates}
     with Catalog(work) as catalog:
         for clip_id, future in futures.items():
             result = future.result()
-            clip = next(c for c in candidates if c.clip_id == clip_id)
+            clip = by_id[clip_id]
             if result.rejected is None:
                 save_result(str(sidecar_base(work, clip.source_id, clip_id).with_suffix(".stage2.npz")), result)
                 results[clip_id] = result

@@ -21,8 +21,7 @@ def encode_shards(src: str, out: str, config_path: str) -> dict:
 
     from model.config import load_run_config
     from model.flow_matching import TalkingVideoModule
-    from shards.preview import iter_raw_samples
-    from shards.reader import DecodeSample, ReaderConfig, collate
+    from shards.reader import DecodeSample, ReaderConfig, collate, iter_raw_samples
     from shards.schema import from_members
 
     logger = get_run_logger()

@@ -4,13 +4,11 @@ tinted and its box drawn, so a person can see at a glance that masks sit on the 
 from __future__ import annotations
 
 import json
-import tarfile
 
 import cv2
-import fsspec
 import numpy as np
 
-from shards.reader import face_masks
+from shards.reader import face_masks, iter_raw_samples
 from shards.schema import Sample, from_members
 
 COLOURS = [(230, 60, 60), (60, 170, 230), (80, 200, 90), (240, 190, 40)]
@@ -53,22 +51,6 @@ def preview_png(samples: list[Sample], max_width: int = 1400, height: int = 200)
     image = np.vstack([np.pad(line, ((0, 4), (0, width - line.shape[1]), (0, 0))) for line in lines])
     ok, png = cv2.imencode(".png", image[..., ::-1])
     return png.tobytes()
-
-
-def iter_raw_samples(urls: list[str]):
-    """(key, members) of every sample, reading the tars in order (a sample's members are contiguous)."""
-    for url in urls:
-        with fsspec.open(url, "rb") as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
-            key, parts = None, {}
-            for member in tar:
-                name_key, _, name = member.name.partition(".")
-                if name_key != key and parts:
-                    yield key, parts
-                    parts = {}
-                key = name_key
-                parts[name] = tar.extractfile(member).read()
-            if parts:
-                yield key, parts
 
 
 def first_samples(urls: list[str], per_kind: int = 2, kinds: tuple[str, ...] = ("composite", "single", "multi")) -> list[Sample]:

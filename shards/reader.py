@@ -19,8 +19,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import tarfile
 from dataclasses import dataclass
 
+import fsspec
 import numpy as np
 import torch
 import webdataset as wds
@@ -182,12 +184,24 @@ def collate(samples: list[dict]) -> dict:
     }
 
 
+def iter_raw_samples(urls: list[str]):
+    """(key, members) of every sample, reading the tars in order (a sample's members are contiguous)."""
+    for url in urls:
+        with fsspec.open(url, "rb") as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
+            key, parts = None, {}
+            for member in tar:
+                name_key, _, name = member.name.partition(".")
+                if name_key != key and parts:
+                    yield key, parts
+                    parts = {}
+                key = name_key
+                parts[name] = tar.extractfile(member).read()
+            if parts:
+                yield key, parts
+
+
 def raw_bytes_read(urls: list[str]) -> tuple[int, int]:
     """Samples and bytes of a plain sequential read of the tars: the loader benchmark's baseline."""
-    import tarfile
-
-    import fsspec
-
     samples, total = 0, 0
     for url in urls:
         with fsspec.open(url, "rb") as fh, tarfile.open(fileobj=io.BufferedReader(fh), mode="r|") as tar:
