@@ -7,6 +7,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+# headless Chromium: the dashboard test opens the Prefect UI in it (about 350 MB, under a minute)
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${missing[*]}" >&2
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -34,7 +36,7 @@ if [ ! -f "$stamp" ]; then
   echo "setup: installing Python packages into .venv (a minute or two the first time)" >&2
   pip_quiet .venv --no-deps -r requirements.lock
   pip_quiet .venv --no-deps -e .
-  .venv/bin/python -c 'import anytalker.cli, flows.curate' || { echo "setup: the .venv install is incomplete" >&2; exit 1; }
+  .venv/bin/python -c 'import anytalker.cli, flows.curate, prefect_ray' || { echo "setup: the .venv install is incomplete" >&2; exit 1; }
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

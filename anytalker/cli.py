@@ -44,6 +44,7 @@ def curate(
     workdir = workdir.resolve()
     prefect_env.configure(_prefect_home(workdir))
     from flows.curate import curate as curate_flow
+    from flows.runners import ClusterError, check_cluster
     from tasks.analyze import check_models
     from tasks.config import ConfigError, load_config
     from tasks.faces import ModelsMissing
@@ -51,9 +52,10 @@ def curate(
 
     try:
         settings = load_config(config)
+        check_cluster(settings.cluster)
         if settings.analyze:
             check_models(settings)
-    except (ConfigError, ModelsMissing, SpeechUnavailable) as exc:
+    except (ConfigError, ClusterError, ModelsMissing, SpeechUnavailable) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
     result = curate_flow(inputs=inputs, workdir=str(workdir), config_path=str(config) if config else None)
@@ -91,6 +93,9 @@ def shards(
     seed: Annotated[int, typer.Option(help="Seed of the plan: same seed, same samples.")] = 0,
     config: ConfigOpt = None,
     preview: Annotated[Path | None, typer.Option(help="With `inspect`: where to write the preview PNG.")] = None,
+    versioned: Annotated[
+        bool, typer.Option(help="Write the set into OUT/set-<id>, the id a hash of its plan (new clips: a new set).")
+    ] = False,
 ) -> None:
     """Build training shards from curated clips, or inspect a shard set.
 
@@ -139,10 +144,10 @@ def shards(
     except ConfigError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
-    result = build_shards(str(work), out, counts, seed, str(config) if config else None)
+    result = build_shards(str(work), out, counts, seed, str(config) if config else None, versioned)
     typer.echo(f"wrote {result['written']} samples, {result['skipped']} already in complete shards, "
                f"{len(result['failed'])} failed")  # fmt: skip
-    _inspect_shards(out, None)
+    _inspect_shards(result["out"], None)
 
 
 @app.command()
@@ -197,7 +202,10 @@ def demo(
         "demo-work"
     ),
 ) -> None:
-    """Make the synthetic demo media (labelled as such) and run everything on it.
+    """Make the synthetic demo media (labelled as such) and run the whole chain on it through
+    Prefect deployments: a local server (127.0.0.1, database in WORKDIR/.prefect), prefect.yaml
+    deployed with ANYTALKER_DATA=WORKDIR, a process worker, then curate -> build-shards -> train,
+    each started by the event of the one before.
 
     Face models come from the usual places (ANYTALKER_FACE_MODELS / insightface's model zoo,
     ANYTALKER_FACE_LANDMARKER / MediaPipe's model store), else from a ../shared/models folder
@@ -205,16 +213,70 @@ def demo(
     and says so.
     """
     from anytalker.demo_media import make_demo_media, prepare_demo_models
+    from anytalker.demo_run import run_chain
+    from anytalker.local_prefect import free_port, start_server
 
     workdir = workdir.resolve()
-    media = make_demo_media(workdir / "media")
+    media = make_demo_media(workdir / "incoming")
     typer.echo(f"demo media (synthetic): {media}")
     config, note = prepare_demo_models(workdir)
     if note:
         typer.secho(note, fg="yellow", err=True)
-    curate([str(media)], workdir / "curated", config)
+    home = workdir / ".prefect"
+    typer.echo(f"starting a local Prefect server (database in {home})")
+    with start_server(home, free_port(4200)) as server:
+        typer.echo(f"Prefect UI: {server.url}")
+        states = run_chain(server, workdir, media, config, typer.echo)
     report(workdir / "curated", as_json=False)
-    shards(str(workdir / "curated"), out=str(workdir / "shards"), config=config)
+    sets = sorted((workdir / "shards").glob("set-*/index.json"), key=lambda p: p.stat().st_mtime)
+    if sets:
+        _inspect_shards(str(sets[-1].parent), None)
+    for run in sorted((workdir / "runs").glob("set-*/metrics.json"), key=lambda p: p.stat().st_mtime)[-1:]:
+        typer.echo(f"training run {run.parent}: {run.read_text().strip()}")
+    typer.echo("deployments: " + ", ".join(f"{name} {state}" for name, state in states.items()))
+    typer.echo(f"to look at these runs: anytalker dashboard --home {home}")
+    if any(state not in ("Completed", "not triggered") for state in states.values()):
+        raise typer.Exit(1)
+
+
+@app.command()
+def dashboard(
+    home: Annotated[
+        Path | None,
+        typer.Option(help="The PREFECT_HOME whose runs to show, e.g. demo-work/.prefect (default: PREFECT_HOME, "
+                     "else ~/.prefect)."),
+    ] = None,
+    port: Annotated[int, typer.Option(help="Port of the Prefect UI and API on 127.0.0.1.")] = 4200,
+) -> None:
+    """Start the Prefect server (UI and API) on 127.0.0.1 and print where the dashboards are:
+    the Prefect UI, and Ray's and TensorBoard's when they run. Ctrl-C stops it."""
+    import os
+
+    from anytalker.dashboards import ray_dashboards, tensorboards
+    from anytalker.local_prefect import start_server
+
+    home = (home or Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect"))).resolve()
+    try:
+        server = start_server(home, port)
+    except RuntimeError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"Prefect UI:  {server.url}  (runs, artifacts, deployments; database in {home})")
+    typer.echo(f"Prefect API: {server.api_url}  (export PREFECT_API_URL={server.api_url} to run flows against it)")
+    for url in ray_dashboards() or ["not running (it starts with a Ray cluster: `anytalker train`, or RAY_ADDRESS)"]:
+        typer.echo(f"Ray dashboard: {url}")
+    for url in tensorboards() or ["not running (`tensorboard --logdir RUN/tensorboard --host 127.0.0.1`)"]:
+        typer.echo(f"TensorBoard: {url}")
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a `kill` stops the server too, not only Ctrl-C
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        typer.echo("stopping the Prefect server")
+    finally:
+        server.stop()
 
 
 @app.command("config")

@@ -8,6 +8,7 @@ index, publish the shard table and previews.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import deque
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.events import shards_published
 from flows.progress import RunProgress
 from flows.reporting import publish_shard_artifacts
 from shards.writer import EncodedSample, ShardWriter, encode_sample, write_index
@@ -67,11 +69,24 @@ def _stage2(runner, candidates: list[LibraryClip], work: Path, config: CurateCon
     return results
 
 
+def set_id(planned: list[PlannedSample], config: CurateConfig, seed: int) -> str:
+    """A shard set's content id: the same clips, plan and settings give the same id."""
+    what = {"keys": sorted(p.key for p in planned), "seed": seed, "compose": config.compose.model_dump(mode="json"),
+            "shards": config.shards.model_dump(mode="json", exclude={"workers"})}  # fmt: skip
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
+
+
 @flow(name="build_shards", log_prints=True, persist_result=False)
 def build_shards(
-    workdir: str, out: str, identities: list[int] | None = None, seed: int = 0, config_path: str | None = None
-) -> dict:
-    """Build (or resume) the shard set `out` from the curated clips in `workdir`."""
+    workdir: str, out: str, identities: list[int] | None = None, seed: int = 0, config_path: str | None = None,
+    versioned: bool = False,
+) -> dict:  # fmt: skip
+    """Build (or resume) the shard set `out` from the curated clips in `workdir`.
+
+    With `versioned`, `out` is a folder of sets and this set goes to `out/set-ID`, ID a hash of
+    its plan: new clips make a new set beside the old ones, and the same clips resume the same set.
+    A run that writes samples emits `anytalker.shards.published` (the train deployment's trigger).
+    """
     logger = get_run_logger()
     config = load_config(config_path)
     if identities:
@@ -87,6 +102,9 @@ def build_shards(
     with ThreadPoolTaskRunner(max_workers=config.shards.workers) as runner:
         stage2 = _stage2(runner, candidates, work, config, logger)
         planned = plan_samples(accepted, stage2, candidates, sides, config, seed)
+        sid = set_id(planned, config, seed)
+        if versioned:
+            out = f"{out.rstrip('/')}/set-{sid}"
         with ShardWriter(out, config.shards.max_samples, config.shards.max_mb * 1024**2, config.shards.crf) as writer:
             todo = [p for p in planned if p.key not in writer.done_keys]
             progress = RunProgress(len(todo), key="shards-progress", desc="samples", unit="sample",
@@ -102,13 +120,16 @@ def build_shards(
                 _write_next(window, writer, progress, failed)
             progress.close()
     index = write_index(out, {
-        "built_from": str(work), "seed": seed, "compose": config.compose.model_dump(mode="json"),
+        "set_id": sid, "built_from": str(work), "seed": seed, "compose": config.compose.model_dump(mode="json"),
         "planned": {kind: sum(p.kind == kind for p in planned) for kind in ("composite", "single", "multi")},
         "failed": failed,
     })  # fmt: skip
     publish_shard_artifacts(index, out, str(work))
-    logger.info("shard set %s: %s", out, {s: v["samples"] for s, v in index["splits"].items()})
-    return {"out": out, "written": writer.written, "skipped": len(planned) - len(todo), "failed": failed, "index": index}
+    samples = {s: v["samples"] for s, v in index["splits"].items()}
+    logger.info("shard set %s: %s", out, samples)
+    if writer.written and samples.get("train"):
+        shards_published(out, sid, writer.written, samples)
+    return {"out": out, "set_id": sid, "written": writer.written, "skipped": len(planned) - len(todo), "failed": failed, "index": index}
 
 
 def _write_next(window: deque, writer: ShardWriter, progress: RunProgress, failed: dict[str, str]) -> None:

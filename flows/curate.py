@@ -11,11 +11,13 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.futures import PrefectFuture, as_completed
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner
 from prefect.tasks import exponential_backoff
 
 from flows.progress import RunProgress
+from flows.events import curation_updated
 from flows.reporting import publish_curation_artifacts
+from flows.runners import check_cluster, resources, task_runner
 from tasks.analyze import ClipAnalysis, analyze_clip, check_models
 from tasks.catalog import Catalog
 from tasks.config import CurateConfig, load_config
@@ -64,6 +66,7 @@ def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> d
     items = expand_inputs(inputs, config.ingest)
     if config.analyze:
         check_models(config)  # one clear error up front if a model is missing, before any work
+    check_cluster(config.cluster)
     progress = RunProgress(total=len(items))
     stats = {"inputs": len(items), "skipped_done": 0, "new_sources": 0, "new_clips": 0, "analyzed_clips": 0}
 
@@ -71,7 +74,7 @@ def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> d
         retries=config.ingest.download_retries,
         retry_delay_seconds=exponential_backoff(backoff_factor=config.ingest.download_backoff_s),
     )
-    with make_task_runner(config) as runner:
+    with task_runner(config.cluster, config.workers) as runner:
         acquiring: dict[PrefectFuture, InputItem] = {}
         for item in items:
             if item.refused is not None:
@@ -82,7 +85,8 @@ def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> d
                 progress.input_done()
             else:
                 args = {"item": item, "workdir": work, "config": config}
-                acquiring[runner.submit(download if item.url else acquire_task, args)] = item
+                with resources(runner, config.cluster.acquire_cpus):
+                    acquiring[runner.submit(download if item.url else acquire_task, args)] = item
         splitting = _split_new_sources(runner, acquiring, catalog, work, config, progress, stats)
         _record_splits(splitting, catalog, progress, stats, logger)
         if config.analyze:
@@ -92,17 +96,14 @@ def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> d
     report = catalog.report()
     catalog.close()
     publish_curation_artifacts(report, stats, str(work))
+    if stats["new_clips"]:
+        curation_updated(str(work), stats["new_clips"], report["counts"])
     logger.info("curated %d inputs: %s", len(items), report["counts"])
     return {"counts": report["counts"], "run": stats, "workdir": str(work)}
 
 
-def make_task_runner(config: CurateConfig) -> ThreadPoolTaskRunner:
-    """Threads suffice locally: the heavy work runs in ffmpeg and native decoders, not in Python."""
-    return ThreadPoolTaskRunner(max_workers=config.workers)
-
-
 def _split_new_sources(
-    runner: ThreadPoolTaskRunner,
+    runner: TaskRunner,
     acquiring: dict[PrefectFuture, InputItem],
     catalog: Catalog,
     work: Path,
@@ -132,7 +133,8 @@ def _split_new_sources(
                 stats["skipped_done"] += 1
             else:
                 claimed[got.source_id] = got.input
-                splitting[runner.submit(split_task, {"acquired": got, "workdir": work, "config": config})] = got
+                with resources(runner, config.cluster.split_cpus):
+                    splitting[runner.submit(split_task, {"acquired": got, "workdir": work, "config": config})] = got
                 continue
         progress.input_done()
     return splitting
@@ -162,18 +164,19 @@ def _record_splits(
 
 
 def _analyze_clips(
-    runner: ThreadPoolTaskRunner, catalog: Catalog, work: Path, config: CurateConfig, stats: dict, logger
+    runner: TaskRunner, catalog: Catalog, work: Path, config: CurateConfig, stats: dict, logger
 ) -> None:
     """Analyse every written clip not analysed yet; an unexpected error rejects that clip only."""
     pending = catalog.clips_to_analyze()
-    futures = {
-        runner.submit(
-            analyze_task,
-            {"path": row["path"], "source_id": row["source_id"], "clip_id": row["clip_id"], "workdir": work,
-             "config": config},
-        ): row["clip_id"]
-        for row in pending
-    }  # fmt: skip
+    with resources(runner, config.cluster.analyze_cpus, config.cluster.analyze_gpus):
+        futures = {
+            runner.submit(
+                analyze_task,
+                {"path": row["path"], "source_id": row["source_id"], "clip_id": row["clip_id"], "workdir": work,
+                 "config": config},
+            ): row["clip_id"]
+            for row in pending
+        }  # fmt: skip
     for future in as_completed(list(futures)):
         result = _outcome(future)
         if isinstance(result, ClipAnalysis):

@@ -58,7 +58,7 @@ def train_loop(cfg: dict) -> None:
         callbacks=[every, RayTrainReportCallback()],
         precision=config.train.precision if gpu else "32-true",
         gradient_clip_val=config.train.grad_clip,
-        logger=[CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tensorboard")],  # a version per launch
+        logger=[CSVLogger(out, name="logs", flush_logs_every_n_steps=5), TensorBoardLogger(out, name="tensorboard")],  # a version per launch
         enable_progress_bar=rank == 0,
         log_every_n_steps=1,
     )

@@ -192,6 +192,20 @@ class ShardsConfig(_Section):
     workers: int = Field(2, ge=1, description="Samples rendered at once.")
 
 
+class ClusterConfig(_Section):
+    """Where the curate flow's tasks run: a local thread pool, or a Ray cluster through prefect-ray."""
+
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster for the curate flow's tasks ('HOST:PORT', 'ray://HOST:10001' or 'auto'); "
+        "empty: RAY_ADDRESS when set, else a local thread pool. Needs a Prefect server (PREFECT_API_URL).",
+    )
+    acquire_cpus: float = Field(0.5, gt=0, description="CPUs a download/hash task asks Ray for.")
+    split_cpus: float = Field(1.0, gt=0, description="CPUs a split-and-cut task asks Ray for (decode + x264).")
+    analyze_cpus: float = Field(1.0, gt=0, description="CPUs a clip-analysis task asks Ray for.")
+    analyze_gpus: float = Field(0.0, ge=0, description="GPUs a clip-analysis task asks Ray for (0 on CPU nodes).")
+
+
 class CurateConfig(_Section):
     """Everything `anytalker curate` and `anytalker shards` read: one file for the whole pipeline."""
 
@@ -207,6 +221,7 @@ class CurateConfig(_Section):
     compose: ComposeConfig = Field(default_factory=ComposeConfig)
     multiperson: MultipersonConfig = Field(default_factory=MultipersonConfig)
     shards: ShardsConfig = Field(default_factory=ShardsConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
 
 class ConfigError(ValueError):

@@ -118,3 +118,27 @@ def make_cut_video(path: Path, shots: list[tuple[str, float]], *, audio: bool = 
         args += ["-map", f"{n}:a", "-c:a", "aac"]
     ffmpeg(*args, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path))
     return path
+
+
+def published_events(name: str, payload_key: str, value: str, settle_s: float = 30.0) -> list:
+    """Events called `name` whose payload[payload_key] is `value`, as the Prefect server stored
+    them. Waits until at least one is there (events travel asynchronously), then `settle_s`/6
+    more so that a second one emitted by mistake would be seen too."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all()
+
+    def matching() -> list:
+        with get_client(sync_client=True) as client:
+            page = client.read_events(filter=EventFilter(event=EventNameFilter(name=[name])), limit=50)
+        return [e for e in page.events if e.payload.get(payload_key) == value]
+
+    deadline = time.monotonic() + settle_s
+    while not (found := matching()) and time.monotonic() < deadline:
+        time.sleep(1)
+    time.sleep(settle_s / 6)
+    return matching()

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import ffmpeg, make_cut_video, make_video
+from conftest import ffmpeg, make_cut_video, make_video, published_events
 
 from flows.curate import curate
 from tasks.catalog import Catalog
@@ -91,6 +91,10 @@ def test_bad_inputs_end_rejected_and_the_flow_completes(prefect_server, tmp_path
     assert again["run"]["new_sources"] == 0 and again["run"]["new_clips"] == 0
     assert again["counts"] == counts and _rows(work) == rows
     assert {p: p.stat().st_mtime_ns for p in work.rglob("clips/**/*.mp4")} == clip_times
+    # the first run told the build-shards trigger; the rerun, with nothing new, told it nothing
+    (event,) = published_events("anytalker.curation.updated", "workdir", str(work.resolve()))
+    assert event.payload["new_clips"] == result["run"]["new_clips"] > 0
+    assert event.payload["accepted"] == counts["accepted"]
 
 
 @pytest.mark.slow

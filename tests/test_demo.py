@@ -51,11 +51,16 @@ def test_mouth_opens_with_the_speech(demo_media: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_command_runs_everything(tmp_path: Path) -> None:
+def test_demo_runs_the_deployment_chain_and_the_dashboard_shows_it(tmp_path: Path) -> None:
+    """`anytalker demo`: a local Prefect server, prefect.yaml deployed, a process worker, and
+    curate -> build-shards -> train chained by events. Then `anytalker dashboard` serves those
+    runs and headless Chromium shows them (screenshots kept in test-output/)."""
     out = subprocess.run(
         [sys.executable, "-m", "anytalker", "demo", "--workdir", str(tmp_path)], capture_output=True, text=True
     )
-    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    chain = "deployments: curate/curate Completed, build_shards/build-shards Completed, train/train Completed"
+    assert chain in out.stdout, out.stdout[-3000:]
     report = subprocess.run(
         [sys.executable, "-m", "anytalker", "report", str(tmp_path / "curated"), "--json"],
         capture_output=True, text=True, check=True,
@@ -70,15 +75,74 @@ def test_demo_command_runs_everything(tmp_path: Path) -> None:
     assert [i["verdict"] for i in by_name["synthetic_hard_cut.mp4"]] == ["accepted", "accepted"]
     for key in "abcd":
         assert [i["verdict"] for i in by_name[f"synthetic_talker_{key}.mp4"]] == ["accepted"]
-    # and the shard set built from the accepted clips, with its preview
-    shards = subprocess.run(
-        [sys.executable, "-m", "anytalker", "shards", "inspect", str(tmp_path / "shards")],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    assert "train" in shards.stdout and (tmp_path / "shards" / "preview.png").read_bytes()[:4] == b"\x89PNG"
-    index = json.loads((tmp_path / "shards" / "index.json").read_text())
+    # the versioned shard set the triggered build wrote, and the run the next trigger trained on it
+    (index_path,) = (tmp_path / "shards").glob("set-*/index.json")
+    index = json.loads(index_path.read_text())
+    assert index_path.parent.name == f"set-{index['set_id']}"
     kinds = Counter()
     for side in index["splits"].values():
         kinds.update(side["kinds"])
     assert kinds["composite"] > 0 and kinds["single"] > 0
+    run = tmp_path / "runs" / index_path.parent.name
+    assert json.loads((run / "metrics.json").read_text())["step"] == 30
+    assert (run / "model" / "transformer" / "config.json").is_file()
+    _dashboard_shows_the_runs(tmp_path / ".prefect")
 
+
+def _dashboard_shows_the_runs(home: Path) -> None:
+    import shutil
+    import signal
+    import time
+    import urllib.request
+
+    from anytalker.local_prefect import free_port, healthy
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("chromium is missing: setup.sh installs Debian's chromium package")
+    port = free_port(4290)
+    dash = subprocess.Popen(
+        [sys.executable, "-m", "anytalker", "dashboard", "--home", str(home), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    shots = Path(__file__).resolve().parents[1] / "test-output"
+    shots.mkdir(exist_ok=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not healthy(url):
+            assert dash.poll() is None and time.monotonic() < deadline, "the dashboard's server did not start"
+            time.sleep(1)
+
+        def page(path: str, name: str) -> str:
+            """The page's DOM after its scripts ran, and a screenshot of it."""
+            cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                   "--no-first-run", "--window-size=1400,1000", "--virtual-time-budget=20000"]  # fmt: skip
+            subprocess.run([*cmd, f"--screenshot={shots / name}", url + path], capture_output=True, timeout=120)
+            assert (shots / name).read_bytes()[:4] == b"\x89PNG"
+            return subprocess.run([*cmd, "--dump-dom", url + path], capture_output=True, text=True, timeout=120).stdout
+
+        runs = page("/runs", "dashboard-runs.png")
+        assert "Can't connect to Server API" not in runs
+        for flow, deployment in (("curate", "curate"), ("build_shards", "build-shards"), ("train", "train")):
+            assert f">{flow}<" in runs.replace(" ", "") and deployment in runs, flow
+        assert runs.count("Completed") >= 3
+        artifacts = page("/artifacts", "dashboard-artifacts.png")
+        for key in ("curation-funnel", "curation-summary", "curation-histograms", "curation-contact-sheet",
+                    "curation-progress", "shards-table", "shards-summary", "shards-preview", "shards-progress",
+                    "training-run", "training-curve"):  # fmt: skip
+            assert key in artifacts, key
+        for key in ("curation-histograms", "training-curve", "shards-preview"):
+            request = urllib.request.Request(
+                f"{url}/api/artifacts/filter", method="POST", headers={"content-type": "application/json"},
+                data=json.dumps({"artifacts": {"key": {"any_": [key]}}, "limit": 1}).encode(),
+            )  # fmt: skip
+            artifact_id = json.load(urllib.request.urlopen(request, timeout=30))[0]["id"]
+            shown = page(f"/artifacts/artifact/{artifact_id}", f"dashboard-{key}.png")
+            assert '<img src="data:image/png;base64,' in shown, key
+    finally:
+        dash.send_signal(signal.SIGTERM)
+        text = dash.communicate(timeout=60)[0]
+    assert f"Prefect UI:  {url}" in text and "Ray dashboard:" in text and "TensorBoard:" in text
+    assert not healthy(url), "stopping `anytalker dashboard` must stop its server"

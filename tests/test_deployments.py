@@ -20,3 +20,20 @@ def test_every_deployment_names_a_flow_and_its_parameters() -> None:
         accepted = set(inspect.signature(flow.fn).parameters)
         assert set(deployment["parameters"]) <= accepted, (deployment["name"], set(deployment["parameters"]) - accepted)
         assert deployment["work_pool"]["name"] == "anytalker-process"
+
+
+def test_triggers_chain_curate_to_shards_to_train() -> None:
+    """build-shards waits for the event curate emits, train for the one build_shards emits, and
+    each trigger fills flow parameters from the event's payload."""
+    from flows.events import CURATION_UPDATED, SHARDS_PUBLISHED
+
+    spec = {d["name"]: d for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]}
+    assert spec["curate"]["schedules"][0]["cron"] and "triggers" not in spec["curate"]
+    for name, event, payload_key in (("build-shards", CURATION_UPDATED, "workdir"), ("train", SHARDS_PUBLISHED, "shards")):
+        (trigger,) = spec[name]["triggers"]
+        assert trigger["expect"] == [event] and trigger["enabled"]
+        flow = load_flow_from_entrypoint(str(ROOT / spec[name]["entrypoint"]))
+        assert set(trigger["parameters"]) <= set(inspect.signature(flow.fn).parameters)
+        assert f"event.payload.{payload_key}" in str(trigger["parameters"])
+    assert spec["build-shards"]["parameters"]["versioned"] is True
+    assert spec["train"]["parameters"]["runs_root"].startswith("{{ $ANYTALKER_DATA }}")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import published_events
 
 from shards.reader import ReaderConfig, collate, face_masks, make_dataset
 from shards.schema import Sample, member_names
@@ -219,6 +220,11 @@ def test_build_shards_flow_on_real_footage(shared_curated: Path, tmp_path: Path)
     again = build_shards(str(shared_curated), str(out), None, 3, str(config))
     assert again["written"] == 0 and again["skipped"] == train["samples"] + val["samples"]
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")} == mtimes
+    assert again["set_id"] == result["set_id"] == index["set_id"]
+    # one `shards.published` (the train trigger) for the first build, none for the rerun
+    (event,) = published_events("anytalker.shards.published", "shards", str(out))
+    assert event.payload["set_id"] == index["set_id"] and event.payload["written"] == result["written"] > 0
+    assert event.payload["samples"] == {"train": train["samples"], "val": val["samples"]}
 
 
 @pytest.mark.slow

@@ -1,0 +1,81 @@
+"""Where a flow's tasks run: a local thread pool, or a Ray cluster through prefect-ray.
+
+The choice is configuration (`cluster.ray_address`, else RAY_ADDRESS), not code: the flows
+submit the same tasks either way and ask for resources per kind of task. Tasks take and
+return small records with paths; media stays in the work storage, never in Ray's object store.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from anytalker.prefect_env import DEFAULTS
+from tasks.config import ClusterConfig
+
+
+class ClusterError(ValueError):
+    """A Ray address without what distributed runs need (a Prefect server)."""
+
+
+def ray_address(cluster: ClusterConfig) -> str | None:
+    """The Ray cluster to use: the config's, else RAY_ADDRESS, else none (a local pool)."""
+    return cluster.ray_address or os.environ.get("RAY_ADDRESS") or None
+
+
+def check_cluster(cluster: ClusterConfig) -> None:
+    """Ray workers report task states to Prefect's API. Without a server each worker would start
+    its own temporary one (tens of seconds each, and the runs would not show on a dashboard)."""
+    if ray_address(cluster) is None:
+        return
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise ClusterError(
+            f"the curate flow runs on the Ray cluster at {ray_address(cluster)!r}, which needs a Prefect server: "
+            "set PREFECT_API_URL (start one with `anytalker dashboard`)"
+        )
+
+
+SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "AUTH")
+
+
+def worker_environment() -> dict[str, str]:
+    """What a Ray worker needs from this process's environment: the Prefect API URL and settings,
+    and the project's model locations. Ray shows a job's runtime_env on its dashboard, so
+    credentials (PREFECT_API_KEY, an auth string) are left out: set them on the nodes themselves."""
+    env = {
+        k: v for k, v in os.environ.items()
+        if k.startswith(("PREFECT_", "ANYTALKER_")) and k != "PREFECT_HOME" and not any(w in k for w in SECRET_WORDS)
+    }  # fmt: skip
+    return {**DEFAULTS, **env}
+
+
+def task_runner(cluster: ClusterConfig, workers: int) -> TaskRunner:
+    """prefect-ray's RayTaskRunner on the configured cluster, else a pool of `workers` threads
+    (threads suffice locally: the heavy work runs in ffmpeg and native decoders)."""
+    address = ray_address(cluster)
+    if address is None:
+        return ThreadPoolTaskRunner(max_workers=workers)
+    from prefect_ray import RayTaskRunner
+
+    init = {"runtime_env": {"env_vars": worker_environment()}, "log_to_driver": True}
+    return RayTaskRunner(address=address, init_kwargs=init)
+
+
+@contextmanager
+def resources(runner: TaskRunner, cpus: float, gpus: float = 0.0) -> Iterator[None]:
+    """Tasks submitted inside ask the Ray cluster for these resources; a no-op on a local pool."""
+    if type(runner).__name__ != "RayTaskRunner":
+        yield
+        return
+    from prefect_ray.context import remote_options
+
+    options: dict[str, float] = {"num_cpus": cpus}
+    if gpus:
+        options["num_gpus"] = gpus
+    with remote_options(**options):
+        yield
