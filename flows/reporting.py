@@ -52,7 +52,8 @@ def publish_curation_artifacts(report: dict, run: dict, workdir: str) -> None:
     """Funnel, summary, score histograms and contact sheet; the PNGs are also kept in WORKDIR/reports."""
     counts = report["counts"]
     create_table_artifact(key="curation-funnel", table=funnel_rows(counts), description="Curation funnel")
-    create_markdown_artifact(key="curation-summary", markdown=summary_markdown(counts, run, workdir))
+    create_markdown_artifact(key="curation-summary", markdown=summary_markdown(counts, run, workdir),
+                             description="Clips accepted and rejected; this run's new work")  # fmt: skip
     reports = Path(workdir) / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     for key, title, png in (
@@ -91,7 +92,8 @@ def publish_shard_artifacts(index: dict, out: str, workdir: str) -> None:
     from shards.writer import shard_urls
 
     create_table_artifact(key="shards-table", table=shard_rows(index), description="Shards written")
-    create_markdown_artifact(key="shards-summary", markdown=shard_summary_markdown(index, out))
+    create_markdown_artifact(key="shards-summary", markdown=shard_summary_markdown(index, out),
+                             description="Samples, hours, kinds and people per split")  # fmt: skip
     urls = [u for split in index["splits"] for u in shard_urls(out, split)]
     png = preview_png(first_samples(urls))
     reports = Path(workdir) / "reports"

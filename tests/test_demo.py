@@ -4,6 +4,7 @@
 import json
 import subprocess
 from collections import Counter
+from collections.abc import Callable
 import sys
 from pathlib import Path
 
@@ -114,24 +115,35 @@ def _dashboard_shows_the_runs(home: Path) -> None:
             assert dash.poll() is None and time.monotonic() < deadline, "the dashboard's server did not start"
             time.sleep(1)
 
-        def page(path: str, name: str) -> str:
-            """The page's DOM after its scripts ran, and a screenshot of it."""
+        def page(path: str, name: str, shows: Callable[[str], bool]) -> str:
+            """The page's DOM once its scripts have fetched what `shows` looks for (tried a few
+            times with more virtual time: the UI renders asynchronously), and a screenshot of it."""
             cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                   "--no-first-run", "--window-size=1400,1000", "--virtual-time-budget=20000"]  # fmt: skip
-            subprocess.run([*cmd, f"--screenshot={shots / name}", url + path], capture_output=True, timeout=120)
+                   "--no-first-run", "--window-size=1400,1800", "--run-all-compositor-stages-before-draw"]  # fmt: skip
+            for budget in (10000, 20000, 40000, 80000):
+                budgeted = [*cmd, f"--virtual-time-budget={budget}"]
+                dom = subprocess.run([*budgeted, "--dump-dom", url + path], capture_output=True, text=True,
+                                     timeout=180).stdout  # fmt: skip
+                if shows(dom):
+                    break
+                time.sleep(2)
+            subprocess.run([*budgeted, f"--screenshot={shots / name}", url + path], capture_output=True, timeout=180)
             assert (shots / name).read_bytes()[:4] == b"\x89PNG"
-            return subprocess.run([*cmd, "--dump-dom", url + path], capture_output=True, text=True, timeout=120).stdout
+            return dom
 
-        runs = page("/runs", "dashboard-runs.png")
+        flows = (("curate", "curate"), ("build_shards", "build-shards"), ("train", "train"))
+        badge = "<span>Completed</span>"  # a run card's state badge (the filter's options say Completed too)
+        runs = page("/runs", "dashboard-runs.png", lambda dom: dom.count(badge) >= 3)
         assert "Can't connect to Server API" not in runs
-        for flow, deployment in (("curate", "curate"), ("build_shards", "build-shards"), ("train", "train")):
+        for flow, deployment in flows:
             assert f">{flow}<" in runs.replace(" ", "") and deployment in runs, flow
-        assert runs.count("Completed") >= 3
-        artifacts = page("/artifacts", "dashboard-artifacts.png")
-        for key in ("curation-funnel", "curation-summary", "curation-histograms", "curation-contact-sheet",
-                    "curation-progress", "shards-table", "shards-summary", "shards-preview", "shards-progress",
-                    "training-run", "training-curve"):  # fmt: skip
+        assert runs.count(badge) == 3, "the three flow runs show as Completed"
+        keys = ("curation-funnel", "curation-summary", "curation-histograms", "curation-contact-sheet",
+                "curation-progress", "shards-table", "shards-summary", "shards-preview", "shards-progress",
+                "training-run", "training-curve", "training-progress")  # fmt: skip
+        artifacts = page("/artifacts", "dashboard-artifacts.png", lambda dom: all(k in dom for k in keys))
+        for key in keys:
             assert key in artifacts, key
         for key in ("curation-histograms", "training-curve", "shards-preview"):
             request = urllib.request.Request(
@@ -139,7 +151,7 @@ def _dashboard_shows_the_runs(home: Path) -> None:
                 data=json.dumps({"artifacts": {"key": {"any_": [key]}}, "limit": 1}).encode(),
             )  # fmt: skip
             artifact_id = json.load(urllib.request.urlopen(request, timeout=30))[0]["id"]
-            shown = page(f"/artifacts/artifact/{artifact_id}", f"dashboard-{key}.png")
+            shown = page(f"/artifacts/artifact/{artifact_id}", f"dashboard-{key}.png", lambda dom: "<img" in dom)
             assert '<img src="data:image/png;base64,' in shown, key
     finally:
         dash.send_signal(signal.SIGTERM)
