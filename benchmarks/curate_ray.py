@@ -1,0 +1,88 @@
+"""What running the curate flow's tasks on Ray costs against the local thread pool, same footage.
+
+    .venv/bin/python benchmarks/curate_ray.py [VIDEO ...]
+
+Starts a Prefect server and a one-node Ray cluster, both on 127.0.0.1, then runs
+`anytalker curate` twice on the same videos into two fresh work directories: once on the local
+thread pool (`workers` threads), once with `cluster.ray_address` set (each task asks Ray for its
+CPUs). Prints wall seconds, seconds of footage per wall second, the Ray/local ratio, and whether
+both runs reached the same verdicts. On one machine Ray can only add overhead (worker start-up,
+models loaded once per Ray worker); what it buys is more machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from anytalker.local_prefect import free_port, start_server
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
+DEFAULT = ["PC-AVS__Input_00098.mp4", "PC-AVS__Audio_Source_00015.mp4", "video-retalking__face_2.mp4",
+           "LivePortrait__d3.mp4"]  # fmt: skip
+RAY = Path(sys.executable).parent / "ray"
+
+
+def curate(videos: list[Path], work: Path, config: Path, env: dict[str, str]) -> tuple[float, dict]:
+    start = time.perf_counter()
+    cmd = [sys.executable, "-m", "anytalker", "curate", *map(str, videos), "-w", str(work), "--config", str(config)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"curate failed:\n{done.stderr[-3000:]}")
+    report = subprocess.run([sys.executable, "-m", "anytalker", "report", str(work), "--json"], env=env,
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    items = json.loads(report.stdout)["items"]
+    return seconds, {(Path(i["source"]).name, i["start"]): i["reason"] or i["verdict"] for i in items}
+
+
+def footage_seconds(videos: list[Path]) -> float:
+    total = 0.0
+    for v in videos:
+        out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(v)],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        total += float(out.stdout.strip())
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("videos", nargs="*", type=Path)
+    parser.add_argument("--ray-cpus", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+    videos = args.videos or [SHARED / name for name in DEFAULT]
+    footage = footage_seconds(videos)
+    with tempfile.TemporaryDirectory(prefix="rb", dir="/tmp") as tmp:
+        root = Path(tmp)
+        port = free_port(0)
+        ray_env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
+        subprocess.run([str(RAY), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                        f"--num-cpus={args.ray_cpus}", "--num-gpus=0", f"--temp-dir={root / 'ray'}",
+                        "--include-dashboard=false", "--object-store-memory=300000000", "--disable-usage-stats"],
+                       env=ray_env, check=True, capture_output=True)  # fmt: skip
+        try:
+            with start_server(root / "prefect", free_port(0)) as server:
+                env = server.env({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+                env.pop("RAY_ADDRESS", None)
+                local_cfg, ray_cfg = root / "local.yaml", root / "ray.yaml"
+                local_cfg.write_text(f"workers: {args.ray_cpus}\n")
+                ray_cfg.write_text(f"workers: {args.ray_cpus}\ncluster: {{ray_address: '127.0.0.1:{port}'}}\n")
+                local_s, local_v = curate(videos, root / "local", local_cfg, env)
+                ray_s, ray_v = curate(videos, root / "on-ray", ray_cfg, env)
+        finally:
+            subprocess.run([str(RAY), "stop", "--force"], env=ray_env, capture_output=True)
+    print(f"{len(videos)} videos, {footage:.1f} s of footage; {args.ray_cpus} CPUs for either runner")
+    print(f"local thread pool: {local_s:7.1f} s  ({footage / local_s:.2f} s of footage per s)")
+    print(f"Ray (loopback):    {ray_s:7.1f} s  ({footage / ray_s:.2f} s of footage per s)")
+    print(f"ratio Ray / local: {ray_s / local_s:.2f}x")
+    print(f"same verdicts: {local_v == ray_v} ({sorted(set(local_v.values()))})")
+
+
+if __name__ == "__main__":
+    main()
