@@ -13,7 +13,6 @@ from contextlib import contextmanager
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from anytalker.prefect_env import DEFAULTS
 from tasks.config import ClusterConfig
 
 
@@ -47,11 +46,10 @@ def worker_environment() -> dict[str, str]:
     """What a Ray worker needs from this process's environment: the Prefect API URL and settings,
     and the project's model locations. Ray shows a job's runtime_env on its dashboard, so
     credentials (PREFECT_API_KEY, an auth string) are left out: set them on the nodes themselves."""
-    env = {
+    return {
         k: v for k, v in os.environ.items()
         if k.startswith(("PREFECT_", "ANYTALKER_")) and k != "PREFECT_HOME" and not any(w in k for w in SECRET_WORDS)
     }  # fmt: skip
-    return {**DEFAULTS, **env}
 
 
 def task_runner(cluster: ClusterConfig, workers: int) -> TaskRunner:
