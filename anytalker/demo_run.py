@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from anytalker.local_prefect import LocalServer, deploy_all, ensure_work_pool, start_worker, stop_process
@@ -74,7 +74,7 @@ def run_chain(server: LocalServer, workdir: Path, media: Path, config: Path | No
             cfg = str(config) if config else None
             _set_parameters(client, "build_shards/build-shards", {"config_path": cfg})
             _set_parameters(client, "train/train", DEMO_TRAIN)
-            since = datetime.now(timezone.utc)
+            since = datetime.now(UTC)
             run_deployment("curate/curate", parameters={"inputs": [str(media)], "config_path": cfg}, timeout=0)
             chain = (("curate/curate", 120), ("build_shards/build-shards", 90), ("train/train", 90))
             for name, appear_s in chain:

@@ -14,8 +14,8 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner
 from prefect.tasks import exponential_backoff
 
-from flows.progress import RunProgress
 from flows.events import curation_updated
+from flows.progress import RunProgress
 from flows.reporting import publish_curation_artifacts
 from flows.runners import check_cluster, resources, task_runner
 from tasks.analyze import ClipAnalysis, analyze_clip, check_models

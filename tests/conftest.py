@@ -138,7 +138,7 @@ def published_events(name: str, payload_key: str, value: str, settle_s: float = 
         return [e for e in page.events if e.payload.get(payload_key) == value]
 
     deadline = time.monotonic() + settle_s
-    while not (found := matching()) and time.monotonic() < deadline:
+    while not matching() and time.monotonic() < deadline:
         time.sleep(1)
     time.sleep(settle_s / 6)
     return matching()

@@ -3,9 +3,9 @@
 
 import json
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
-import sys
 from pathlib import Path
 
 import av
