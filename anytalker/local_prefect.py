@@ -44,7 +44,7 @@ def _environment(home: Path, api_url: str | None = None, extra: dict[str, str] |
     return {**env, **(extra or {})}
 
 
-def _stop(process: subprocess.Popen, grace_s: float = 20.0) -> None:
+def stop_process(process: subprocess.Popen, grace_s: float = 20.0) -> None:
     """SIGTERM to the whole group, SIGKILL after `grace_s`."""
     if process.poll() is not None:
         return
@@ -82,7 +82,7 @@ class LocalServer:
         return _environment(self.home, self.api_url, extra)
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop_process(self.process)
 
     def __enter__(self) -> LocalServer:
         return self
@@ -149,7 +149,3 @@ def start_worker(server: LocalServer, log: Path, pool: str = POOL, extra: dict[s
     cmd = [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process"]
     with log.open("ab") as sink:
         return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    _stop(process)

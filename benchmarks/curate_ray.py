@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 
 from anytalker.local_prefect import free_port, start_server
+from anytalker.local_ray import LOOPBACK_ENV, ray_head
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 DEFAULT = ["PC-AVS__Input_00098.mp4", "PC-AVS__Audio_Source_00015.mp4", "video-retalking__face_2.mp4",
            "LivePortrait__d3.mp4"]  # fmt: skip
-RAY = Path(sys.executable).parent / "ray"
 
 
 def curate(videos: list[Path], work: Path, config: Path, env: dict[str, str]) -> tuple[float, dict]:
@@ -58,25 +58,16 @@ def main() -> None:
     args = parser.parse_args()
     videos = args.videos or [SHARED / name for name in DEFAULT]
     footage = footage_seconds(videos)
-    with tempfile.TemporaryDirectory(prefix="rb", dir="/tmp") as tmp:
+    with tempfile.TemporaryDirectory(prefix="rb", dir="/tmp") as tmp, ray_head(args.ray_cpus) as (address, _):
         root = Path(tmp)
-        port = free_port(0)
-        ray_env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
-        subprocess.run([str(RAY), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                        f"--num-cpus={args.ray_cpus}", "--num-gpus=0", f"--temp-dir={root / 'ray'}",
-                        "--include-dashboard=false", "--object-store-memory=300000000", "--disable-usage-stats"],
-                       env=ray_env, check=True, capture_output=True)  # fmt: skip
-        try:
-            with start_server(root / "prefect", free_port(0)) as server:
-                env = server.env({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
-                env.pop("RAY_ADDRESS", None)
-                local_cfg, ray_cfg = root / "local.yaml", root / "ray.yaml"
-                local_cfg.write_text(f"workers: {args.ray_cpus}\n")
-                ray_cfg.write_text(f"workers: {args.ray_cpus}\ncluster: {{ray_address: '127.0.0.1:{port}'}}\n")
-                local_s, local_v = curate(videos, root / "local", local_cfg, env)
-                ray_s, ray_v = curate(videos, root / "on-ray", ray_cfg, env)
-        finally:
-            subprocess.run([str(RAY), "stop", "--force"], env=ray_env, capture_output=True)
+        with start_server(root / "prefect", free_port(0)) as server:
+            env = server.env(LOOPBACK_ENV)
+            env.pop("RAY_ADDRESS", None)
+            local_cfg, ray_cfg = root / "local.yaml", root / "ray.yaml"
+            local_cfg.write_text(f"workers: {args.ray_cpus}\n")
+            ray_cfg.write_text(f"workers: {args.ray_cpus}\ncluster: {{ray_address: '{address}'}}\n")
+            local_s, local_v = curate(videos, root / "local", local_cfg, env)
+            ray_s, ray_v = curate(videos, root / "on-ray", ray_cfg, env)
     print(f"{len(videos)} videos, {footage:.1f} s of footage; {args.ray_cpus} CPUs for either runner")
     print(f"local thread pool: {local_s:7.1f} s  ({footage / local_s:.2f} s of footage per s)")
     print(f"Ray (loopback):    {ray_s:7.1f} s  ({footage / ray_s:.2f} s of footage per s)")

@@ -67,7 +67,7 @@ def task_runner(cluster: ClusterConfig, workers: int) -> TaskRunner:
 @contextmanager
 def resources(runner: TaskRunner, cpus: float, gpus: float = 0.0) -> Iterator[None]:
     """Tasks submitted inside ask the Ray cluster for these resources; a no-op on a local pool."""
-    if type(runner).__name__ != "RayTaskRunner":
+    if isinstance(runner, ThreadPoolTaskRunner):
         yield
         return
     from prefect_ray.context import remote_options

@@ -7,33 +7,21 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from anytalker.local_prefect import free_port
+from anytalker import local_ray
 
-RAY = Path(sys.executable).parent / "ray"
 VIDEOS = {"PC-AVS__Input_00098.mp4": "accepted", "LivePortrait__d3.mp4": "no_speech", "avobjects__demo.mp4": "multi_face"}
 
 
 @pytest.fixture
 def ray_head() -> tuple[str, str]:
-    """A one-node Ray cluster on 127.0.0.1 (2 CPUs, a small object store, its dashboard on
-    loopback); stopped and its processes gone afterwards."""
-    port, dashboard = free_port(0), free_port(0)
-    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
-    start = [str(RAY), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-             "--num-gpus=0", f"--temp-dir={temp}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-             f"--dashboard-port={dashboard}", "--object-store-memory=300000000", "--disable-usage-stats"]  # fmt: skip
-    subprocess.run(start, env=env, check=True, capture_output=True, timeout=180)
-    try:
-        yield f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}"
-    finally:
-        subprocess.run([str(RAY), "stop", "--force"], env=env, capture_output=True, timeout=120)
+    """A one-node Ray cluster on 127.0.0.1 (2 CPUs, its dashboard on loopback); stopped afterwards."""
+    with local_ray.ray_head(cpus=2, dashboard=True) as head:
+        yield head
 
 
 @pytest.mark.slow
@@ -48,7 +36,7 @@ def test_curate_runs_its_tasks_on_a_ray_cluster(prefect_server, shared_videos: P
     config = tmp_path / "cluster.yaml"
     config.write_text(f"cluster: {{ray_address: '{address}', acquire_cpus: 0.5, split_cpus: 1, analyze_cpus: 1}}\n")
     work = tmp_path / "work"
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), **local_ray.LOOPBACK_ENV}
     env.pop("RAY_ADDRESS", None)
     started = time.time()
     done = subprocess.run(
