@@ -1,34 +1,55 @@
 """How well the lip-sync estimate finds known audio shifts on real talking clips.
 
-    .venv/bin/python benchmarks/sync_shift.py [VIDEO_DIR]
+    .venv/bin/python benchmarks/sync_shift.py [VIDEO_DIR] [--backend syncnet --syncnet-model F]
 
 For every single-person talking clip of ../shared/data (PC-AVS, video-retalking, LivePortrait
 d11) it makes a standard clip, then copies whose audio is moved by -10, -6, -3, +3, +6 and +10
-frames (ffmpeg: `adelay` for late audio, `atrim` for early), runs the weight-free estimate on
-each copy (faces and landmarks once per clip, the copy's own audio), and prints, per shift:
-how far the estimate lands from the truth, how often it is within 2 frames, how often it is
-confident, and what the verdict rules would do with the copy: reject it as out_of_sync,
-re-align it (and how many end within 2 frames of true sync), or keep it unaligned.
+frames (ffmpeg: `adelay` for late audio, `atrim` for early), runs the estimate on each copy
+(faces and landmarks once per clip, the copy's own audio), and prints:
 
-The SyncNet backend is not measured: no SyncNet weights exist offline, and random weights
+- per shift: how far the estimate lands from the shift (the originals taken as in sync), how
+  far from the clip's own unshifted estimate plus the shift (what the estimate can know), how
+  often it is confident, and what the verdict rules do with the copy: reject it as
+  out_of_sync, re-align it (and how many end within 2 frames of the shift), or keep it as is;
+- per `verdict.uncertain_sync` policy: in-sync clips accepted, 10-frame copies rejected or
+  re-aligned, 6- and 10-frame copies that pass out of sync;
+- the null: the confidence the estimate reports for each clip's mouth against every other
+  clip's audio (nothing to find there), against `verdict.min_sync_confidence`;
+- with `--select`: how the estimate's pairs (tasks/sync.py PAIRS) were chosen, checked with
+  each clip held out. For every clip, the subset of all mouth-signal x band pairs that does
+  best on the other clips (first the 10-frame gate, then shifts followed to 1 frame, then
+  shifts found to 2 frames) is chosen, and scored on the held-out clip.
+
+The SyncNet backend is not measured here: no SyncNet weights exist offline, and random weights
 say nothing. Use `--backend syncnet --syncnet-model syncnet_v2.model` where you have them.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import subprocess
 import tempfile
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from tasks.clipmedia import read_audio, read_clip
+from tasks.clipmedia import ClipMedia, read_audio, read_clip
 from tasks.config import CurateConfig
 from tasks.faces import analyze_faces, resolve_face_models
-from tasks.landmarks import analyze_landmarks, resolve_landmarker
-from tasks.sync import estimate_offset, syncnet_offset
+from tasks.landmarks import Landmarks, analyze_landmarks, resolve_landmarker
+from tasks.sync import (
+    BANDS_HZ,
+    MOUTH_SIGNALS,
+    PAIRS,
+    SyncEstimate,
+    combine,
+    estimate_offset,
+    pair_correlations,
+    syncnet_offset,
+)
 from tasks.syncnet import load_syncnet
 from tasks.verdict import judge_sync, sync_is_confident
 
@@ -49,17 +70,78 @@ def shifted_copy(clip: Path, frames: int, fps: float, out: Path) -> Path:
     return out
 
 
+def outcome(estimate: tuple[int, float], shift: int, rules) -> str:
+    """rejected, in_sync (re-aligned or already within 2 frames of true sync), or passes (out of sync)."""
+    offset, confidence = estimate
+    metrics = {"sync_offset_frames": offset, "sync_confidence": confidence}
+    if judge_sync(metrics, rules) is not None:
+        return "rejected"
+    moved = offset if sync_is_confident(metrics, rules) else 0
+    return "in_sync" if abs(shift - moved) <= 2 else "passes"
+
+
+def null_confidences(clips: list[tuple[ClipMedia, Landmarks]]) -> list[float]:
+    """Each clip's mouth against every other clip's audio, cut to the shorter of the two."""
+    out = []
+    for i, (media, landmarks) in enumerate(clips):
+        for j, (other, _) in enumerate(clips):
+            if i == j:
+                continue
+            n = min(len(media.frames), int(len(other.audio) / other.rate * media.fps))
+            cut = Landmarks(*(getattr(landmarks, f)[:n] for f in ("mouth_open", "jaw_open", "lip_motion", "eye_points")))
+            mixed = replace(media, frames=media.frames[:n], audio=other.audio[: int(n / media.fps * media.rate)])
+            out.append(estimate_offset(mixed, cut).confidence)
+    return out
+
+
+Curves = dict[tuple[str, int], np.ndarray]
+
+
+def subset_scores(subset: tuple, curves: list[dict[int, Curves]], max_offset: int) -> tuple[int, int, int]:
+    """(10-frame gate passed, shifts followed to 1 frame, shifts found to 2 frames) over clips, for one pair subset."""
+    gate = followed = found = 0
+    for clip in curves:
+        est = {s: combine([clip[s][p] for p in subset if p in clip[s]]).offset_frames for s in SHIFTS}
+        gate += (abs(est[0]) <= max_offset) + sum(abs(est[s]) > max_offset or abs(est[s] - s) <= 2 for s in (-10, 10))
+        followed += sum(abs(est[s] - est[0] - s) <= 1 for s in SHIFTS if s)
+        found += sum(abs(est[s] - s) <= 2 for s in SHIFTS)
+    return gate, followed, found
+
+
+def select_pairs(names: list[str], curves: list[dict[int, Curves]], max_offset: int) -> None:
+    """Leave-one-clip-out check of the pair choice (see the module docstring)."""
+    candidates = [(signal, band) for signal in MOUTH_SIGNALS for band in range(len(BANDS_HZ))]
+    subsets = [c for k in range(1, len(candidates) + 1) for c in itertools.combinations(candidates, k)]
+    print(f"\n--select: {len(subsets)} subsets of {len(candidates)} pairs; held-out scores are "
+          "(gate of 3: in-sync kept, both 10-frame copies caught; shifts followed to 1 frame of 6; found to 2 of 7)")
+    total = np.zeros(3, int)
+    for i, name in enumerate(names):
+        rest = curves[:i] + curves[i + 1 :]
+        best = max(subsets, key=lambda s: subset_scores(s, rest, max_offset))
+        held = subset_scores(best, [curves[i]], max_offset)
+        total += held
+        print(f"  held out {name[:30]:30s} chose {' '.join(f'{s}x{BANDS_HZ[b][0]}-{BANDS_HZ[b][1]}' for s, b in best)}: {held}")
+    n = len(names)
+    print(f"  held-out totals: gate {total[0]}/{3 * n}, followed {total[1]}/{6 * n}, found {total[2]}/{7 * n}")
+    for label, subset in (("PAIRS (in use)", PAIRS), ("all pairs", tuple(candidates))):
+        print(f"  {label} on all clips: {subset_scores(tuple(subset), curves, max_offset)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("videos", nargs="?", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--backend", choices=("estimate", "syncnet"), default="estimate")
     parser.add_argument("--syncnet-model", type=Path)
+    parser.add_argument("--select", action="store_true", help="check the estimate's pair choice, each clip held out")
     args = parser.parse_args()
     config = CurateConfig()
     rules = config.verdict
     model = load_syncnet(args.syncnet_model) if args.backend == "syncnet" else None
     clips = sorted(p for pattern in TALKING for p in args.videos.glob(pattern))
     rows: dict[int, list[tuple[int, float]]] = defaultdict(list)
+    analysed: list[tuple[ClipMedia, Landmarks]] = []
+    every_pair = [(signal, band) for signal in MOUTH_SIGNALS for band in range(len(BANDS_HZ))]
+    curves: list[dict[int, Curves]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for src in clips:
             clip = Path(tmp) / f"{src.stem}.mp4"
@@ -68,49 +150,54 @@ def main() -> None:
             media = read_clip(clip)
             faces = analyze_faces(media, resolve_face_models(config.faces.model), 5, 0.3)
             landmarks = analyze_landmarks(media, faces.boxes, resolve_landmarker(config.faces.landmarker))
+            analysed.append((replace(media), landmarks))
             line = []
+            curves.append({})
             for shift in SHIFTS:
                 copy = clip if shift == 0 else shifted_copy(clip, shift, media.fps, Path(tmp) / f"{src.stem}.{shift}.mp4")
-                media.audio = read_audio(copy)
-                if model is not None:
-                    est = syncnet_offset(model, media, faces.boxes)
-                else:
-                    est = estimate_offset(media, landmarks)
+                media = replace(media, audio=read_audio(copy))
+                est: SyncEstimate = (
+                    syncnet_offset(model, media, faces.boxes) if model is not None else estimate_offset(media, landmarks)
+                )
                 rows[shift].append((est.offset_frames, est.confidence))
+                if args.select:
+                    curves[-1][shift] = pair_correlations(media, landmarks, pairs=every_pair)
                 line.append(f"{shift:+d}->{est.offset_frames:+d} ({est.confidence:.2f})")
             print(f"{src.stem[:34]:34s} " + "  ".join(line), flush=True)
-    # The originals may carry a small offset of their own: errors are against shift + the
-    # unshifted estimate only where that is confident; otherwise against the shift itself.
+    own = np.array([o for o, _ in rows[0]])
     print(f"\n{len(clips)} clips; min_sync_confidence {rules.min_sync_confidence}, "
-          f"max_sync_offset_frames {rules.max_sync_offset_frames}")  # fmt: skip
-    print("shift  mean|err|  within2  confident  rejected  realigned(ok)  kept-unaligned")
+          f"max_sync_offset_frames {rules.max_sync_offset_frames}, uncertain_sync {rules.uncertain_sync}")  # fmt: skip
+    print("shift  mean|err|  within2  own+shift±1  confident  rejected  realigned(ok)  kept")
     for shift in SHIFTS:
         est = np.array([o for o, _ in rows[shift]])
         conf = np.array([c >= rules.min_sync_confidence for _, c in rows[shift]])
         err = np.abs(est - shift)
-        rejected = conf & (np.abs(est) > rules.max_sync_offset_frames)
+        rel = "      -    " if shift == 0 else f"{np.mean(np.abs(est - own - shift) <= 1):9.0%}  "
+        rejected = np.array([outcome(r, shift, rules) == "rejected" for r in rows[shift]])
         realigned = conf & ~rejected
         realigned_ok = realigned & (err <= 2)
-        kept = ~conf
-        print(f"{shift:+4d}   {err.mean():7.1f}   {np.mean(err <= 2):6.0%}   {conf.mean():8.0%}   {rejected.mean():7.0%}"
-              f"   {realigned.mean():5.0%} ({realigned_ok.sum()}/{realigned.sum()})   {kept.mean():7.0%}")  # fmt: skip
+        kept = ~conf & ~rejected
+        print(f"{shift:+4d}   {err.mean():7.1f}   {np.mean(err <= 2):6.0%}   {rel} {conf.mean():8.0%}   "
+              f"{rejected.mean():7.0%}   {realigned.mean():5.0%} ({realigned_ok.sum()}/{realigned.sum()})   "
+              f"{kept.mean():4.0%}")  # fmt: skip
     for policy in ("keep", "offset", "reject"):
-        rules = config.verdict.model_copy(update={"uncertain_sync": policy})
-
-        def outcome(offset: int, conf: float, shift: int) -> str:
-            metrics = {"sync_offset_frames": offset, "sync_confidence": conf}
-            if judge_sync(metrics, rules) is not None:
-                return "rejected"
-            if sync_is_confident(metrics, rules) and abs(offset - shift) <= 2:
-                return "in_sync"  # re-aligned (or already) within 2 frames
-            return "in_sync" if shift == 0 and not sync_is_confident(metrics, rules) else "passes"
-
-        kept = sum(outcome(o, c, 0) != "rejected" for o, c in rows[0])
-        ten = [outcome(o, c, s) for s in (-10, 10) for o, c in rows[s]]
-        bad = [outcome(o, c, s) for s in SHIFTS if abs(s) >= 6 for o, c in rows[s]]
+        policy_rules = rules.model_copy(update={"uncertain_sync": policy})
+        kept = sum(outcome(r, 0, policy_rules) != "rejected" for r in rows[0])
+        ten = [outcome(r, s, policy_rules) for s in (-10, 10) for r in rows[s]]
+        bad = [outcome(r, s, policy_rules) for s in SHIFTS if abs(s) >= 6 for r in rows[s]]
         print(f"uncertain_sync={policy:6s}: unshifted clips accepted {kept}/{len(rows[0])}; "
               f"10-frame copies rejected or re-aligned {sum(x != 'passes' for x in ten)}/{len(ten)}; "
               f"6- or 10-frame copies that pass out of sync {bad.count('passes')}/{len(bad)}")  # fmt: skip
+    if model is None:
+        null = np.array(null_confidences(analysed))
+        matched = np.array([c for _, c in rows[0]])
+        print(f"null (mouth of one clip, audio of another; {len(null)} pairs): confidence median {np.median(null):.2f}, "
+              f"90th percentile {np.quantile(null, 0.9):.2f}, 95th {np.quantile(null, 0.95):.2f}; "
+              f"{np.mean(null >= rules.min_sync_confidence):.0%} reach min_sync_confidence "
+              f"(in-sync clips: median {np.median(matched):.2f}, {np.mean(matched >= rules.min_sync_confidence):.0%} "
+              f"reach it)")  # fmt: skip
+    if args.select:
+        select_pairs([c.stem for c in clips], curves, rules.max_sync_offset_frames)
 
 
 if __name__ == "__main__":

@@ -113,7 +113,10 @@ def analyze_clip(path: str | Path, source_id: str, clip_id: str, workdir: Path, 
     if faces.embedding is not None:
         arrays["embedding"] = faces.embedding
     if landmarks is not None:
-        arrays.update(mouth_open=landmarks.mouth_open, jaw_open=landmarks.jaw_open, eye_points=landmarks.eye_points)
+        arrays.update(
+            mouth_open=landmarks.mouth_open, jaw_open=landmarks.jaw_open, lip_motion=landmarks.lip_motion,
+            eye_points=landmarks.eye_points,
+        )
     _atomic_write(base.with_suffix(".npz"), lambda fh: np.savez_compressed(fh, **arrays))
     text = {
         "transcript": speech.transcript, "language": speech.language, "words": speech.words, "turns": speech.turns,

@@ -1,7 +1,8 @@
 """Lips and eyes per frame: MediaPipe Face Landmarker on the main face's crop in every frame.
 
-Gives the mouth opening (inner-lip gap over mouth width, and the jawOpen blendshape) that the
-weight-free sync estimate needs, and 22 eye and eyebrow points per frame that the
+Gives what the weight-free sync estimate needs: the mouth opening (inner-lip gap over mouth
+width, and the jawOpen blendshape) and the lip motion (how far the lip contour moved since the
+previous frame, in mouth widths); and 22 eye and eyebrow points per frame that the
 interactivity metric needs later. One landmarker per thread (MediaPipe graphs are not shared).
 """
 
@@ -26,6 +27,9 @@ LANDMARKER_URL = (
 CROP = 256
 # MediaPipe's 478-point mesh: inner lips, mouth corners, and per side 6 eye-contour + 5 brow points.
 UPPER_INNER, LOWER_INNER, MOUTH_LEFT, MOUTH_RIGHT = 13, 14, 78, 308
+# The 40 points of the outer and inner lip contours.
+LIP_POINTS = [0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185, 191, 267, 269, 270,
+              291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409, 415]  # fmt: skip
 EYE_POINTS = [33, 160, 158, 133, 153, 144, 70, 63, 105, 66, 107, 362, 385, 387, 263, 373, 380, 300, 293, 334, 296, 336]
 
 _local = threading.local()
@@ -87,6 +91,7 @@ def _landmarker(path: Path):
 class Landmarks:
     mouth_open: np.ndarray  # (T,) inner-lip gap / mouth width, NaN where not found
     jaw_open: np.ndarray  # (T,) MediaPipe jawOpen blendshape, 0..1
+    lip_motion: np.ndarray  # (T,) summed displacement of the lip contour since the previous frame, mouth widths
     eye_points: np.ndarray  # (T, 22, 2) clip pixels
 
     @property
@@ -110,6 +115,7 @@ def analyze_landmarks(media: ClipMedia, boxes: np.ndarray, landmarker: Path) -> 
     mouth = np.full(n, np.nan, np.float32)
     jaw = np.full(n, np.nan, np.float32)
     eyes = np.full((n, len(EYE_POINTS), 2), np.nan, np.float32)
+    lips = np.full((n, len(LIP_POINTS), 2), np.nan, np.float32)
     for t in range(n):
         if np.isnan(boxes[t, 0]):
             continue
@@ -123,6 +129,23 @@ def analyze_landmarks(media: ClipMedia, boxes: np.ndarray, landmarker: Path) -> 
         pts = np.array([(p.x, p.y) for p in result.face_landmarks[0]], np.float32) * CROP
         width = np.linalg.norm(pts[MOUTH_RIGHT] - pts[MOUTH_LEFT])
         mouth[t] = np.linalg.norm(pts[LOWER_INNER] - pts[UPPER_INNER]) / max(width, 1e-6)
+        lips[t] = (pts[LIP_POINTS] - (pts[MOUTH_LEFT] + pts[MOUTH_RIGHT]) / 2) / max(width, 1e-6)
         jaw[t] = next((c.score for c in result.face_blendshapes[0] if c.category_name == "jawOpen"), np.nan)
         eyes[t] = (pts[EYE_POINTS] * side / CROP + (x0, y0)) * media.scale
-    return Landmarks(mouth, jaw, eyes)
+    return Landmarks(mouth, jaw, lip_motion(lips), eyes)
+
+
+def lip_motion(lips: np.ndarray) -> np.ndarray:
+    """Per frame, the summed distance the (T, P, 2) mouth-centred lip points moved since the frame before.
+
+    Frames without landmarks are bridged by interpolating each coordinate, so a missed frame does
+    not read as a jump; where no frame has landmarks the result is all NaN.
+    """
+    n = len(lips)
+    flat = lips.reshape(n, -1).astype(np.float64)
+    found = ~np.isnan(flat[:, 0])
+    if not found.any():
+        return np.full(n, np.nan, np.float32)
+    filled = np.stack([np.interp(np.arange(n), np.flatnonzero(found), col[found]) for col in flat.T], 1)
+    steps = np.diff(filled, axis=0, prepend=filled[:1]).reshape(n, -1, 2)
+    return np.linalg.norm(steps, axis=2).sum(1).astype(np.float32)

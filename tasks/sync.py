@@ -7,11 +7,15 @@ picture by that many frames. Two backends share this:
 
 - `syncnet`: the official SyncNet checkpoint format (tasks/syncnet.py), for users who have it;
   distance = mean Euclidean distance between lip and audio embeddings at that offset.
-- `estimate`: needs no weights. Distance = 1 - Pearson correlation between the mouth opening
-  per frame (MediaPipe jawOpen, else the inner-lip gap) and the speech-band (300-3000 Hz)
-  RMS envelope per frame, both high-passed by subtracting a 13-frame moving average. The
-  linear envelope, not its log: on the ten talking clips of ../shared/data with shifts of
-  0, +-3, +-6, +-10 frames it lands within 2 frames on 55 of 70 copies, the log on 42.
+- `estimate`: needs no weights. Distance = 1 - the mean Pearson correlation of four pairs of
+  per-frame signals, each high-passed by subtracting a 13-frame moving average: MediaPipe's
+  jawOpen against the 300-1000 Hz and the 1000-3000 Hz speech envelopes, and the inner-lip gap
+  and the lip-contour motion against the 1000-3000 Hz envelope. One pair alone is fooled by
+  some faces (jawOpen alone misses every shift of video-retalking face_4, lip motion alone
+  those of PC-AVS Input_00002); on the ten talking clips of ../shared/data the mean of the four follows every
+  known audio shift to within a frame of the clip's own offset. The pairs were chosen there
+  among the 6 of MOUTH_SIGNALS x BANDS_HZ; `benchmarks/sync_shift.py --select` repeats the
+  choice with each clip held out (figures in the README).
 """
 
 from __future__ import annotations
@@ -49,12 +53,33 @@ def _highpass(x: np.ndarray, width: int = 13) -> np.ndarray:
 
 
 def speech_band_envelope(audio: np.ndarray, rate: int, fps: float, n_frames: int) -> np.ndarray:
-    """RMS of the 300-3000 Hz band in each video frame's window."""
+    """RMS of the 300-3000 Hz band in each video frame's window (stage 2 ties voices to faces with it)."""
     spectrum = np.fft.rfft(audio)
     freqs = np.fft.rfftfreq(len(audio), 1 / rate)
     band = np.fft.irfft(spectrum * ((freqs >= 300) & (freqs <= 3000)), n=len(audio))
     hop = rate / fps
     return np.array([np.sqrt(np.mean(band[int(i * hop) : int((i + 1) * hop)] ** 2) + 1e-12) for i in range(n_frames)])
+
+
+BANDS_HZ = ((300, 1000), (1000, 3000))
+MOUTH_SIGNALS = ("jaw_open", "mouth_open", "lip_motion")  # Landmarks fields
+# (mouth signal, band index) pairs whose correlation curves are averaged; benchmarks/sync_shift.py
+# --select chooses among all MOUTH_SIGNALS x BANDS_HZ pairs.
+PAIRS = (("jaw_open", 0), ("jaw_open", 1), ("mouth_open", 1), ("lip_motion", 1))
+
+
+def band_envelopes(audio: np.ndarray, rate: int, fps: float, n_frames: int, bands=BANDS_HZ) -> np.ndarray:
+    """(len(bands), n_frames): the RMS amplitude of each band in each video frame's window (Hann, FFT)."""
+    hop = round(rate / fps)
+    windows = np.zeros((n_frames, hop), np.float64)
+    usable = min(n_frames, len(audio) // hop)
+    windows[:usable] = np.asarray(audio[: usable * hop], np.float64).reshape(usable, hop)
+    if usable < n_frames and len(audio) > usable * hop:  # a last, partial window
+        rest = audio[usable * hop : (usable + 1) * hop]
+        windows[usable, : len(rest)] = rest
+    power = np.abs(np.fft.rfft(windows * np.hanning(hop), 2 * hop)) ** 2
+    freqs = np.fft.rfftfreq(2 * hop, 1 / rate)
+    return np.stack([np.sqrt(power[:, (freqs >= lo) & (freqs <= hi)].mean(1) + 1e-12) for lo, hi in bands])
 
 
 def _fill(x: np.ndarray) -> np.ndarray:
@@ -64,21 +89,45 @@ def _fill(x: np.ndarray) -> np.ndarray:
     return np.interp(np.arange(len(x)), np.flatnonzero(ok), x[ok])
 
 
-def estimate_offset(media: ClipMedia, landmarks: Landmarks, search: int = 15) -> SyncEstimate:
-    """The weight-free estimate (see the module docstring)."""
-    n = len(media.frames)
-    mouth = landmarks.jaw_open if np.isfinite(landmarks.jaw_open).sum() > n // 2 else landmarks.mouth_open
-    v = _highpass(_fill(mouth.astype(np.float64)))
-    a = _highpass(speech_band_envelope(media.audio, media.rate, media.fps, n))
-    distances = np.full(2 * search + 1, np.nan)
+def _correlations(v: np.ndarray, a: np.ndarray, search: int) -> np.ndarray:
+    """Pearson correlation of `v` and `a` at every lag; lag k pairs picture t with audio t + k."""
+    n = len(v)
+    out = np.full(2 * search + 1, np.nan)
     for k, lag in enumerate(range(-search, search + 1)):
-        # audio lagging by `lag` frames: picture at t goes with audio at t + lag
         vs, as_ = (v[: n - lag], a[lag:]) if lag >= 0 else (v[-lag:], a[: n + lag])
         if len(vs) > 10 and vs.std() > 0 and as_.std() > 0:
-            distances[k] = 1.0 - float(np.corrcoef(vs, as_)[0, 1])
-    if np.isnan(distances).all():
+            out[k] = float(np.corrcoef(vs, as_)[0, 1])
+    return out
+
+
+def pair_correlations(
+    media: ClipMedia, landmarks: Landmarks, search: int = 15, pairs=PAIRS
+) -> dict[tuple[str, int], np.ndarray]:
+    """Each pair's correlation curve over lags -search..search; pairs whose mouth signal is mostly missing are left out."""
+    n = len(media.frames)
+    bands = [_highpass(b) for b in band_envelopes(media.audio, media.rate, media.fps, n)]
+    curves = {}
+    for signal, band in pairs:
+        values = getattr(landmarks, signal)
+        if np.isfinite(values).sum() > n // 2:
+            curve = _correlations(_highpass(_fill(values.astype(np.float64))), bands[band], search)
+            if not np.isnan(curve).all():
+                curves[(signal, band)] = curve
+    return curves
+
+
+def combine(curves: list[np.ndarray], search: int = 15) -> SyncEstimate:
+    """The estimate from the mean of correlation curves: distance = 1 - mean correlation."""
+    if not curves:
         return SyncEstimate(0, 0.0, [])
+    with np.errstate(all="ignore"):
+        distances = 1.0 - np.nanmean(curves, axis=0)
     return _from_distances(distances, search)
+
+
+def estimate_offset(media: ClipMedia, landmarks: Landmarks, search: int = 15) -> SyncEstimate:
+    """The weight-free estimate (see the module docstring)."""
+    return combine(list(pair_correlations(media, landmarks, search).values()), search)
 
 
 def syncnet_offset(model, media: ClipMedia, boxes: np.ndarray, search: int = 15, batch: int = 32) -> SyncEstimate:
@@ -122,7 +171,7 @@ def shift_audio(clip: Path, audio: np.ndarray, rate: int, offset_frames: int, fp
 
     The video stream is copied; the new file replaces the old one only when complete.
     """
-    shift = int(round(offset_frames / fps * rate))
+    shift = round(offset_frames / fps * rate)
     moved = np.zeros_like(audio)
     if shift >= 0:
         moved[: len(audio) - shift] = audio[shift:]

@@ -27,9 +27,11 @@ def test_each_threshold_gives_its_reason_in_order() -> None:
 
 def test_uncertain_sync_is_kept_or_rejected_by_policy() -> None:
     unsure = {**GOOD, "sync_offset_frames": 12, "sync_confidence": 0.1}
-    assert judge(unsure, VerdictConfig()) is None
+    assert VerdictConfig().uncertain_sync == "offset"
+    assert judge(unsure, VerdictConfig()) is Reason.OUT_OF_SYNC
+    assert judge({**unsure, "sync_offset_frames": 2}, VerdictConfig()) is None
+    assert judge(unsure, VerdictConfig(uncertain_sync="keep")) is None
     assert judge(unsure, VerdictConfig(uncertain_sync="reject")) is Reason.OUT_OF_SYNC
-    assert judge(unsure, VerdictConfig(uncertain_sync="offset")) is Reason.OUT_OF_SYNC
-    assert judge({**unsure, "sync_offset_frames": 2}, VerdictConfig(uncertain_sync="offset")) is None
+    assert judge({**unsure, "sync_offset_frames": 2}, VerdictConfig(uncertain_sync="reject")) is Reason.OUT_OF_SYNC
     no_estimate = {k: v for k, v in GOOD.items() if not k.startswith("sync")}
     assert judge(no_estimate, VerdictConfig(uncertain_sync="reject")) is None
