@@ -53,7 +53,12 @@ def _highpass(x: np.ndarray, width: int = 13) -> np.ndarray:
 
 
 def speech_band_envelope(audio: np.ndarray, rate: int, fps: float, n_frames: int) -> np.ndarray:
-    """RMS of the 300-3000 Hz band in each video frame's window (stage 2 ties voices to faces with it)."""
+    """RMS of the 300-3000 Hz band (brick-wall FFT filter) in each video frame's window.
+
+    Stage 2 ties voices to faces with it, and its thresholds were measured on it: `band_envelopes`
+    over the same band correlates 0.99 with it, yet moves the news clip's tie correlations enough
+    (0.19 against 0.14 becomes 0.26 against 0.13) to turn a speakers_untied rejection into a tie.
+    """
     spectrum = np.fft.rfft(audio)
     freqs = np.fft.rfftfreq(len(audio), 1 / rate)
     band = np.fft.irfft(spectrum * ((freqs >= 300) & (freqs <= 3000)), n=len(audio))
