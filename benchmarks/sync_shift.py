@@ -150,7 +150,7 @@ def main() -> None:
             media = read_clip(clip)
             faces = analyze_faces(media, resolve_face_models(config.faces.model), 5, 0.3)
             landmarks = analyze_landmarks(media, faces.boxes, resolve_landmarker(config.faces.landmarker))
-            analysed.append((replace(media), landmarks))
+            analysed.append((media, landmarks))
             line = []
             curves.append({})
             for shift in SHIFTS:

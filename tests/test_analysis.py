@@ -4,6 +4,7 @@ person sees and hears in ../shared/data."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -21,7 +22,7 @@ from tasks.faces import analyze_faces, resolve_face_models
 from tasks.landmarks import analyze_landmarks, lip_motion, resolve_landmarker
 from tasks.records import Reason
 from tasks.speech import speech_worker
-from tasks.sync import estimate_offset, syncnet_offset
+from tasks.sync import estimate_offset, shift_audio, syncnet_offset
 from tasks.syncnet import SyncNet, load_syncnet
 from tasks.verdict import judge_sync, sync_is_confident
 
@@ -83,8 +84,8 @@ def test_verdicts_on_shared_footage(shared_curated: Path, shared_videos: Path, t
 def shifted_estimates(shared_videos: Path, shared_models: Path, tmp_path_factory) -> dict[str, dict[int, tuple]]:
     """Per talking clip, the weight-free estimate (offset, confidence) for its audio moved by each shift.
 
-    The copies are made as a user's footage would arrive: ffmpeg re-muxes the audio later (adelay)
-    or earlier (atrim) by whole frames; faces and landmarks are found once per clip.
+    Each copy is the standard clip re-muxed with its audio moved by whole frames (zeros fill the
+    gap, AAC again); faces and landmarks are found once per clip.
     """
     tmp = tmp_path_factory.mktemp("shifted")
     out = {}
@@ -95,14 +96,10 @@ def shifted_estimates(shared_videos: Path, shared_models: Path, tmp_path_factory
         landmarks = analyze_landmarks(media, faces.boxes, resolve_landmarker(""))
         out[name] = {}
         for shift in SHIFTS:
-            copy = clip
+            copy = tmp / f"{name}.{shift}.mp4"
+            shutil.copyfile(clip, copy)
             if shift:
-                seconds = abs(shift) / media.fps
-                late = f"adelay={int(seconds * 1000)}:all=1"
-                moved = late if shift > 0 else f"atrim=start={seconds},asetpts=PTS-STARTPTS,apad"
-                copy = tmp / f"{name}.{shift}.mp4"
-                ffmpeg("-i", str(clip), "-af", moved, "-c:v", "copy", "-c:a", "aac", "-ar", "16000", "-ac", "1",
-                       "-shortest", str(copy))  # fmt: skip
+                shift_audio(copy, media.audio, media.rate, -shift, media.fps)  # audio `shift` frames late
             estimate = estimate_offset(replace(media, audio=read_audio(copy)), landmarks)
             out[name][shift] = (estimate.offset_frames, estimate.confidence)
     print(json.dumps(out))
