@@ -31,7 +31,7 @@ import itertools
 import subprocess
 import tempfile
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +88,7 @@ def null_confidences(clips: list[tuple[ClipMedia, Landmarks]]) -> list[float]:
             if i == j:
                 continue
             n = min(len(media.frames), int(len(other.audio) / other.rate * media.fps))
-            cut = Landmarks(*(getattr(landmarks, f)[:n] for f in ("mouth_open", "jaw_open", "lip_motion", "eye_points")))
+            cut = Landmarks(*(getattr(landmarks, f.name)[:n] for f in fields(Landmarks)))
             mixed = replace(media, frames=media.frames[:n], audio=other.audio[: int(n / media.fps * media.rate)])
             out.append(estimate_offset(mixed, cut).confidence)
     return out

@@ -135,6 +135,14 @@ def analyze_landmarks(media: ClipMedia, boxes: np.ndarray, landmarker: Path) -> 
     return Landmarks(mouth, jaw, lip_motion(lips), eyes)
 
 
+def fill_gaps(x: np.ndarray) -> np.ndarray:
+    """A per-frame signal with its NaN frames linearly interpolated (all zeros when nothing was found)."""
+    ok = ~np.isnan(x)
+    if not ok.any():
+        return np.zeros_like(x)
+    return np.interp(np.arange(len(x)), np.flatnonzero(ok), x[ok])
+
+
 def lip_motion(lips: np.ndarray) -> np.ndarray:
     """Per frame, the summed distance the (T, P, 2) mouth-centred lip points moved since the frame before.
 
@@ -143,9 +151,8 @@ def lip_motion(lips: np.ndarray) -> np.ndarray:
     """
     n = len(lips)
     flat = lips.reshape(n, -1).astype(np.float64)
-    found = ~np.isnan(flat[:, 0])
-    if not found.any():
+    if np.isnan(flat[:, 0]).all():
         return np.full(n, np.nan, np.float32)
-    filled = np.stack([np.interp(np.arange(n), np.flatnonzero(found), col[found]) for col in flat.T], 1)
+    filled = np.stack([fill_gaps(col) for col in flat.T], 1)
     steps = np.diff(filled, axis=0, prepend=filled[:1]).reshape(n, -1, 2)
     return np.linalg.norm(steps, axis=2).sum(1).astype(np.float32)

@@ -12,8 +12,8 @@ picture by that many frames. Two backends share this:
   jawOpen against the 300-1000 Hz and the 1000-3000 Hz speech envelopes, and the inner-lip gap
   and the lip-contour motion against the 1000-3000 Hz envelope. One pair alone is fooled by
   some faces (jawOpen alone misses every shift of video-retalking face_4, lip motion alone
-  those of PC-AVS Input_00002); on the ten talking clips of ../shared/data the mean of the four follows every
-  known audio shift to within a frame of the clip's own offset. The pairs were chosen there
+  those of PC-AVS Input_00002); on the ten talking clips of ../shared/data the mean of the
+  four follows every known audio shift to within a frame of the clip's own offset. The pairs were chosen there
   among the 6 of MOUTH_SIGNALS x BANDS_HZ; `benchmarks/sync_shift.py --select` repeats the
   choice with each clip held out (figures in the README).
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.clipmedia import ClipMedia
-from tasks.landmarks import Landmarks
+from tasks.landmarks import Landmarks, fill_gaps
 
 
 @dataclass(frozen=True)
@@ -87,13 +87,6 @@ def band_envelopes(audio: np.ndarray, rate: int, fps: float, n_frames: int, band
     return np.stack([np.sqrt(power[:, (freqs >= lo) & (freqs <= hi)].mean(1) + 1e-12) for lo, hi in bands])
 
 
-def _fill(x: np.ndarray) -> np.ndarray:
-    ok = ~np.isnan(x)
-    if not ok.any():
-        return np.zeros_like(x)
-    return np.interp(np.arange(len(x)), np.flatnonzero(ok), x[ok])
-
-
 def _correlations(v: np.ndarray, a: np.ndarray, search: int) -> np.ndarray:
     """Pearson correlation of `v` and `a` at every lag; lag k pairs picture t with audio t + k."""
     n = len(v)
@@ -115,7 +108,7 @@ def pair_correlations(
     for signal, band in pairs:
         values = getattr(landmarks, signal)
         if np.isfinite(values).sum() > n // 2:
-            curve = _correlations(_highpass(_fill(values.astype(np.float64))), bands[band], search)
+            curve = _correlations(_highpass(fill_gaps(values.astype(np.float64))), bands[band], search)
             if not np.isnan(curve).all():
                 curves[(signal, band)] = curve
     return curves
