@@ -287,3 +287,121 @@ def show_config() -> None:
     typer.echo(dump_default_config(), nl=False)
 
 
+
+
+model_app = typer.Typer(help="Model folders: import the released AnyTalker checkpoints, or make a random one.",
+                        no_args_is_help=True)  # fmt: skip
+app.add_typer(model_app, name="model")
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.secho(f"error: {exc}", fg="red", err=True)
+    return typer.Exit(2)
+
+
+def _encoder_config(config: Path, wan_dir: Path | None, wav2vec2: Path | None):
+    """The encoders a model folder will run with: the config's, with folders overridden."""
+    from model.config import EncoderConfig, TextEncoderConfig, load_run_config
+
+    model = load_run_config(config).model
+    update: dict = {}
+    if wan_dir is not None:
+        for sub in ("vae", "text_encoder", "tokenizer", "image_encoder"):
+            if not (wan_dir / sub).is_dir():
+                raise ValueError(f"{wan_dir} has no {sub}/: give a diffusers Wan2.1 image-to-video folder")
+        update |= {"vae": EncoderConfig(pretrained=str(wan_dir / "vae")),
+                   "face_encoder": EncoderConfig(pretrained=str(wan_dir / "image_encoder")),
+                   "text_encoder": TextEncoderConfig(pretrained=str(wan_dir / "text_encoder"),
+                                                     tokenizer=str(wan_dir / "tokenizer"))}  # fmt: skip
+    if wav2vec2 is not None:
+        update["audio_encoder"] = EncoderConfig(pretrained=str(wav2vec2))
+    return model.model_copy(update=update)
+
+
+@model_app.command("import")
+def model_import(
+    checkpoint: Annotated[Path, typer.Argument(help="The official checkpoint, e.g. 1_3B-single-v1.pth ({'model': state_dict}).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The model folder to write (transformer/, adapter/, anytalker.yaml).")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="Run config whose encoders the folder uses.")] = Path("configs/1.3B.yaml"),
+    wan_dir: Annotated[Path | None, typer.Option(help="A diffusers Wan2.1 I2V folder: its vae/, text_encoder/, tokenizer/, image_encoder/.")] = None,
+    wav2vec2: Annotated[Path | None, typer.Option(help="A wav2vec2-base-960h folder (transformers format).")] = None,
+    head_dim: Annotated[int, typer.Option(help="Attention head size (Wan2.1: 128).")] = 128,
+    audio_layers: Annotated[int, typer.Option(help="wav2vec2 hidden layers the audio projection reads (base: 12).")] = 12,
+) -> None:
+    """Import a released AnyTalker checkpoint into a model folder (memory-mapped, loaded strictly)."""
+    from model.official import ImportRefused, ImportShape, import_checkpoint
+
+    try:
+        encoders = _encoder_config(config, wan_dir, wav2vec2)
+        result = import_checkpoint(checkpoint, out, encoders, ImportShape(head_dim=head_dim, audio_layers=audio_layers))
+    except (ImportRefused, ValueError) as exc:
+        raise _fail(exc) from None
+    typer.echo(json.dumps(result, indent=2))
+
+
+@model_app.command("init")
+def model_init(
+    out: Annotated[Path, typer.Option("--out", "-o", help="The model folder to write.")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="Run config of the shape (configs/tiny.yaml ...).")] = Path("configs/tiny.yaml"),
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """A randomly initialised model folder of a config's shape, for smoke runs of generate."""
+    from model.config import load_run_config
+    from model.folder import init_model
+
+    try:
+        path = init_model(load_run_config(config), out, seed)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    typer.echo(str(path))
+
+
+def _area(text: str) -> int:
+    w, _, h = text.lower().partition("x")
+    if not (w.isdigit() and h.isdigit()):
+        raise typer.BadParameter(f"expected WIDTHxHEIGHT such as 832x480, got {text!r}")
+    return int(w) * int(h)
+
+
+@app.command()
+def generate(
+    input_json: Annotated[Path | None, typer.Argument(help="A batch in AnyTalker's format (customize_your_input_here.json).")] = None,
+    model: Annotated[Path, typer.Option("--model", "-m", help="A model folder (`anytalker model import`, or a run's model/).")] = Path("model"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the videos.")] = Path("outputs"),
+    image: Annotated[Path | None, typer.Option(help="One clip: the reference image.")] = None,
+    audio: Annotated[list[Path] | None, typer.Option(help="One clip: a track per person, bound to faces left to right.")] = None,
+    caption: Annotated[str, typer.Option(help="One clip: the caption.")] = "",
+    steps: Annotated[int, typer.Option(help="Sampling steps (their 1.3B command: 40).")] = 40,
+    guidance: Annotated[float, typer.Option(help="One guidance scale for text and audio.")] = 4.5,
+    shift: Annotated[float, typer.Option(help="Flow-matching shift (3.0 at 832x480).")] = 3.0,
+    seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
+    max_area: Annotated[str, typer.Option(help="Largest video size as WxH; the image's aspect is kept.")] = "832x480",
+    audio_mode: Annotated[str, typer.Option(help="pad: tracks play together; concat: one after another.")] = "pad",
+) -> None:
+    """Generate talking videos with a model folder (Prefect flow `generate`); existing outputs are skipped."""
+    from model.config import read_model_config
+    from tasks.generation_inputs import GenerationInputError, read_batch
+
+    if audio_mode not in ("pad", "concat"):
+        raise _fail(ValueError(f"--audio-mode is pad or concat, got {audio_mode!r}"))
+    try:
+        read_model_config(model)
+        if input_json is not None:
+            read_batch(input_json)
+        elif image is None or not audio:
+            raise GenerationInputError("give INPUT_JSON, or --image and at least one --audio")
+    except (ValueError, GenerationInputError) as exc:
+        raise _fail(exc) from None
+    out = out.resolve()
+    prefect_env.configure(_prefect_home(out))
+    from flows.generate import SamplingOptions
+    from flows.generate import generate as generate_flow
+
+    options = SamplingOptions(steps=steps, guidance=guidance, shift=shift, seed=seed, max_area=_area(max_area),
+                              audio_mode=audio_mode)  # fmt: skip
+    result = generate_flow(str(model.resolve()), str(out), str(input_json) if input_json else None,
+                           str(image) if image else None, [str(a) for a in audio or []], caption, None, options)  # fmt: skip
+    for row in result["videos"]:
+        typer.echo(f"{row['status']:8} {row['key']}: {row['output'] or row['reason']}")
+    if result["counts"]["failed"]:
+        raise typer.Exit(1)

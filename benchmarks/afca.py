@@ -5,7 +5,7 @@ inside a whole DiT block (self-attention, text/image cross attention, AFCA, feed
         [--block-size 240x416]
 
 Inputs are the shape of a composite: N faces side by side, each mask an expanded face box
-(a third of its place's width, most of the height), video tokens on the patched latent grid
+(a third of its place's width, most of the height), 257 face tokens, video tokens on the patched latent grid
 (480x832 -> 30x52, 21 latent frames for 81 video frames), 32 audio tokens per video frame.
 Prints the median time of each, and ratios to one identity.
 """
@@ -18,14 +18,14 @@ import time
 
 import torch
 
-from model.afca import AudioFaceCrossAttention
+from model.afca import AudioFaceKV, afca_loop, afca_packed
 
 
 def inputs(n: int, dim: int, grid: tuple[int, int, int], generator: torch.Generator):
     f, h, w = grid
     t = 4 * (f - 1) + 1
     x = torch.randn(1, f * h * w, dim, generator=generator)
-    face = torch.randn(1, n, 16, dim, generator=generator)
+    face = torch.randn(1, n, 257, dim, generator=generator)
     audio = torch.randn(1, n, t, 32, dim, generator=generator)
     masks = torch.zeros(1, n, h, w)
     place = w / n
@@ -57,16 +57,15 @@ def main() -> None:
     args = parser.parse_args()
     height, width = (int(v) for v in args.size.split("x"))
     grid = (args.frames, height // 16, width // 16)
-    afca = AudioFaceCrossAttention(args.dim, args.heads).eval()
-    torch.nn.init.normal_(afca.to_out.weight, std=0.02)
+    kv = AudioFaceKV(args.dim).eval()
     g = torch.Generator().manual_seed(0)
     print(f"grid {grid} ({grid[0] * grid[1] * grid[2]} tokens), dim {args.dim}, {torch.get_num_threads()} threads")
     base = {}
     with torch.no_grad():
         for n in (1, 2, 3, 4):
             batch = inputs(n, args.dim, grid, g)
-            packed = timed(lambda: afca(*batch), args.repeats)
-            loop = timed(lambda: afca.forward_loop(*batch), args.repeats)
+            packed = timed(lambda: afca_packed(batch[0], kv, args.heads, *batch[1:]), args.repeats)
+            loop = timed(lambda: afca_loop(batch[0], kv, args.heads, *batch[1:]), args.repeats)
             base.setdefault("packed", packed)
             base.setdefault("loop", loop)
             print(f"N={n}: packed {packed * 1e3:8.1f} ms ({packed / base['packed']:.2f}x N=1)   "
@@ -75,7 +74,8 @@ def main() -> None:
 
 
 def block_time(args, generator: torch.Generator) -> None:
-    """One Wan block (diffusers) with AFCA attached by our hooks: the whole forward, N = 1..4."""
+    """One Wan block (diffusers' pieces in our block loop, AFCA inside the cross attention): the
+    whole forward, N = 1..4, with 512 text tokens and 257 image tokens as the released model has."""
     from diffusers import WanTransformer3DModel
 
     from model.dit import IdentityAdapter, IdentityAwareDiT
@@ -86,9 +86,7 @@ def block_time(args, generator: torch.Generator) -> None:
     backbone = WanTransformer3DModel(num_attention_heads=args.heads, attention_head_dim=head_dim, in_channels=36,
                                      out_channels=16, text_dim=64, freq_dim=64, ffn_dim=4 * args.dim, num_layers=1,
                                      image_dim=64, added_kv_proj_dim=args.dim)  # fmt: skip
-    adapter = IdentityAdapter(args.dim, args.heads, 1, audio_layers=4, audio_channels=32, face_channels=64)
-    for afca in adapter.afca:
-        torch.nn.init.normal_(afca.to_out.weight, std=0.02)
+    adapter = IdentityAdapter(args.dim, 1, audio_layers=4, audio_channels=32, face_channels=64)
     model = IdentityAwareDiT(backbone, adapter).eval()
     t = 4 * (f - 1) + 1
     print(f"whole block at {height}x{width} ({f * h * w // 4} tokens), dim {args.dim}:")
@@ -97,8 +95,8 @@ def block_time(args, generator: torch.Generator) -> None:
         for n in (1, 2, 3, 4):
             _, _, _, _, masks = inputs(n, 8, (f, h // 2, w // 2), generator)
             batch = (torch.randn(1, 36, f, h, w, generator=generator), torch.tensor([500.0]),
-                     torch.randn(1, 16, 64, generator=generator), torch.randn(1, 16, 64, generator=generator),
-                     torch.randn(1, n, t, 5, 4, 32, generator=generator), torch.randn(1, n, 16, 64, generator=generator),
+                     torch.randn(1, 512, 64, generator=generator), torch.randn(1, 257, 64, generator=generator),
+                     torch.randn(1, n, t, 5, 4, 32, generator=generator), torch.randn(1, n, 257, 64, generator=generator),
                      masks)  # fmt: skip
             took = timed(lambda: model(*batch), max(1, args.repeats - 1))
             base = base or took

@@ -39,16 +39,44 @@ class EncoderConfig(_Section):
     random_config: dict = Field(default_factory=dict)
 
 
+class TextEncoderConfig(EncoderConfig):
+    """umT5 (transformers `UMT5EncoderModel`) and its tokenizer folder; a random config uses the
+    byte-level T5 tokenizer, which needs no files."""
+
+    tokenizer: str | None = None
+
+
+# Wan's negative prompt, the one its image-to-video pipelines default to, and an English clause for
+# what AnyTalker's negative prompt penalises (bad lip sync, jittery eyes).
+WAN_NEGATIVE_PROMPT = (
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，"
+    "多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
+    ", lips out of sync with the speech, mouth not moving while speaking, jittery eyes, flickering face"
+)
+
+
+class PromptsConfig(_Section):
+    """The few prompts training and generation need; their umT5 embeddings are computed once and
+    cached (model/text.py). The shards carry transcripts, not captions: every training sample
+    gets `talking`, and condition dropout gets `null`."""
+
+    null: str = ""
+    talking: str = "A person is talking to the camera, with natural lip movements matching the speech."
+    negative: str = WAN_NEGATIVE_PROMPT
+
+
 class ModelConfig(_Section):
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     pretrained: str | None = Field(None, description="Folder with transformer/ (and adapter/) to start from.")
     vae: EncoderConfig = Field(default_factory=EncoderConfig)
+    text_encoder: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
     audio_encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     face_encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
+    fps: float = Field(24.0, gt=0, description="Video frame rate the model is trained and samples at (AnyTalker: 24).")
     audio_window: int = 5
     audio_tokens: int = 32
     audio_hidden: int = 512
-    text_tokens: int = 16  # null text: the shards carry transcripts, not captions
 
 
 class DataConfig(_Section):
@@ -74,12 +102,40 @@ class TrainConfig(_Section):
     timestep_shift: float = 5.0
     precision: str = Field("bf16-mixed", description="Used on GPU; CPU runs in 32-true.")
     checkpoint_every: int = 50
+    gradient_checkpointing: bool = Field(False, description="Recompute blocks in backward (needed for 14B).")
+    val_batches: int = Field(4, ge=0, description="Validation batches per check (0: no validation).")
+    val_timesteps: tuple[float, ...] = Field(
+        (0.25, 0.5, 0.75), description="Validation loss at these fixed t, with fixed noise seeds: comparable across runs."
+    )
 
 
 class RunConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+MODEL_CONFIG_FILE = "anytalker.yaml"
+
+
+def write_model_config(folder: str | Path, config: ModelConfig) -> None:
+    """The encoders, prompts and frame rate a model folder (transformer/, adapter/) runs with."""
+    data = config.model_dump(mode="json", exclude={"backbone", "pretrained"})
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    Path(folder, MODEL_CONFIG_FILE).write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def read_model_config(folder: str | Path) -> ModelConfig:
+    """The ModelConfig of a model folder; a clear error when the folder is not one."""
+    folder = Path(folder)
+    missing = [p for p in ("transformer/config.json", "adapter/config.json", MODEL_CONFIG_FILE) if not (folder / p).is_file()]
+    if missing:
+        raise ValueError(
+            f"{folder} is not a model folder (missing {', '.join(missing)}): make one with `anytalker model import` "
+            "or `anytalker model init`, or use a training run's model/ folder"
+        )
+    data = yaml.safe_load((folder / MODEL_CONFIG_FILE).read_text()) or {}
+    return ModelConfig.model_validate({**data, "pretrained": str(folder)})
 
 
 def load_run_config(path: str | Path) -> RunConfig:

@@ -40,6 +40,16 @@ class ShardDataModule(L.LightningDataModule):
         reader = ReaderConfig(**{**self.reader.__dict__, "seed": seed})
         return make_dataset(urls, reader, resampled=True, select=KindFilter(kinds) if kinds else None)
 
+    def has_val(self) -> bool:
+        return bool(shard_urls(self.shards, "val"))
+
+    def val_dataloader(self) -> wds.WebLoader:
+        """The whole val split, in order, on every rank (no node split, no shuffle): each rank
+        computes the same fixed-seed loss, so no rank waits on another with fewer batches."""
+        reader = ReaderConfig(**{**self.reader.__dict__, "shuffle_buffer": 0, "shardshuffle": False, "seed": 0})
+        dataset = make_dataset(shard_urls(self.shards, "val"), reader, split_nodes=False)
+        return wds.WebLoader(dataset, batch_size=self.config.batch_size, num_workers=0, collate_fn=collate)
+
     def train_dataloader(self) -> wds.WebLoader:
         c = self.config
         if c.stage == 1 and 0 < c.composite_share < 1:

@@ -2,10 +2,11 @@
 with `RayLightningEnvironment`, `RayTrainReportCallback`, a storage path and a failure policy.
 
 A run lives in one folder (OUT): `checkpoints/` (Lightning checkpoints every
-`train.checkpoint_every` steps and `last.ckpt`), `logs/version_K/metrics.csv` (one version per
+`train.checkpoint_every` steps and `last.ckpt`), `logs/version_K/metrics.csv` (train/loss per step, val/loss per check; one version per
 launch; `tensorboard/` the same for TensorBoard), `ray/`
-(Ray Train's own results and reported checkpoints) and, at the end, `model/` (the trained DiT in
-diffusers format: `transformer/` and `adapter/`) and `metrics.json`. Running the same command
+(Ray Train's own results and reported checkpoints), `prompts/` (the cached prompt embeddings)
+and, at the end, `model/` (a model folder: `transformer/`, `adapter/`, `anytalker.yaml`, which
+`anytalker generate --model` reads) and `metrics.json`. Running the same command
 again resumes from `checkpoints/last.ckpt` (model, optimizer, scheduler and step) and says so
 in its log; the data stream restarts from a new resampling seed, since resampled WebDataset
 shards have no position to restore.
@@ -45,8 +46,9 @@ def train_loop(cfg: dict) -> None:
     out = Path(cfg["out"])
     rank = ray.train.get_context().get_world_rank()
     gpu = cfg["gpus_per_worker"] > 0 and torch.cuda.is_available()
-    module = TalkingVideoModule(cfg["config"])
+    module = TalkingVideoModule(cfg["config"], cfg["prompt_cache"])
     data = ShardDataModule(cfg["shards"], config.data, config.train.checkpoint_every, module.model.patch_size[1:])
+    validate = config.train.val_batches > 0 and data.has_val()
     every = ModelCheckpoint(dirpath=out / "checkpoints", filename="step-{step:06d}", auto_insert_metric_name=False,
                             every_n_train_steps=config.train.checkpoint_every, save_top_k=-1, save_last=True)  # fmt: skip
     trainer = L.Trainer(
@@ -61,6 +63,8 @@ def train_loop(cfg: dict) -> None:
         logger=[CSVLogger(out, name="logs", flush_logs_every_n_steps=5), TensorBoardLogger(out, name="tensorboard")],  # a version per launch
         enable_progress_bar=rank == 0,
         log_every_n_steps=1,
+        limit_val_batches=config.train.val_batches if validate else 0,
+        num_sanity_val_steps=0,
     )
     trainer = prepare_trainer(trainer)
     resume = latest_checkpoint(out)
@@ -69,7 +73,9 @@ def train_loop(cfg: dict) -> None:
         print(f"resumed from step {step} ({resume})", flush=True)
     trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None)
     if rank == 0:
-        module.model.save_pretrained(out / "model")
+        from model.folder import save_model_folder
+
+        save_model_folder(module.model, config.model, out / "model")
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         (out / "metrics.json").write_text(json.dumps({"step": trainer.global_step, **metrics}, indent=1))
 
@@ -90,6 +96,10 @@ def launch(
     run.mkdir(parents=True, exist_ok=True)
     resume = latest_checkpoint(run)
     log.info("run %s: %s", run, f"resuming from {resume}" if resume else "starting")
+    from model.text import prompt_embeddings
+
+    prompt_cache = run / "prompts"
+    prompt_embeddings(config.model, prompt_cache)  # umT5 runs here, once, not in every worker
     if not ray.is_initialized():
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # local listeners on 127.0.0.1
         address = os.environ.get("RAY_ADDRESS")
@@ -104,7 +114,8 @@ def launch(
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"config": config.model_dump(mode="json"), "shards": str(shards), "out": str(run),
-                           "max_steps": max_steps, "gpus_per_worker": gpus_per_worker, "strategy": strategy},  # fmt: skip
+                           "max_steps": max_steps, "gpus_per_worker": gpus_per_worker, "strategy": strategy,
+                           "prompt_cache": str(prompt_cache)},  # fmt: skip
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
                                      resources_per_worker={"CPU": 1, **({"GPU": gpus_per_worker} if gpus_per_worker else {})}),  # fmt: skip
         run_config=RunConfig(name="ray", storage_path=str(run), failure_config=FailureConfig(max_failures=max_failures)),

@@ -129,19 +129,21 @@ class StageFilter:
 
 
 def make_dataset(
-    urls: list[str], config: ReaderConfig = ReaderConfig(), resampled: bool = False, select=None
+    urls: list[str], config: ReaderConfig = ReaderConfig(), resampled: bool = False, select=None,
+    split_nodes: bool = True,
 ) -> wds.WebDataset:
     """The WebDataset pipeline: shards split by node and worker, shuffled, decoded to tensors.
 
     `resampled=True` draws shards with replacement forever (the usual choice for multi-node
     training; bound it with `.with_epoch`); False reads each shard once, for evaluation and tests.
     `select` keeps only the raw samples it returns True for (it sees the undecoded members).
+    `split_nodes=False` gives every rank every shard (validation: the same numbers on each rank).
     """
     dataset = wds.WebDataset(
         urls,
         resampled=resampled,
         shardshuffle=False if resampled else config.shardshuffle,
-        nodesplitter=None if resampled else wds.split_by_node,
+        nodesplitter=None if resampled or not split_nodes else wds.split_by_node,
         workersplitter=None if resampled else wds.split_by_worker,
         empty_check=False,
         seed=config.seed,

@@ -21,7 +21,7 @@ SCHEMA_VERSION = 1
 # at the training size named in meta.json's `encoded`. A reader that does not know them ignores them.
 ENCODED = {
     "latents.npy": "VAE latents of the video, normalised (z, f, h, w) float32",
-    "reference.npy": "image-to-video condition: 4 mask channels + first-frame latents (4 + z, f, h, w) float32",
+    "reference.npy": "latents of the first frame followed by zero frames (z, f, h, w) float32; the mask channels are added in the step",
     "audiofeats.npy": "wav2vec2 windows per identity (N, T, window, layers, C) float16",
     "facetokens.npy": "image-encoder tokens of each face crop (N, K, C) float16",
     "imagetokens.npy": "image-encoder tokens of the reference frame (K, C) float16",
