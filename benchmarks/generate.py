@@ -48,8 +48,6 @@ def measure_tiny(steps: int, size: tuple[int, int], frames: int, identities: int
     start = time.perf_counter()
     cond = pipeline.prepare(image, crops, masks, tracks, "two people talking", frames)
     prepare_s = time.perf_counter() - start
-    from model.pipeline import flow_unipc
-
     z = pipeline.encoders.vae.config.z_dim
     latents = torch.randn(1, z, *cond.y.shape[2:])
     with torch.no_grad():
@@ -61,7 +59,6 @@ def measure_tiny(steps: int, size: tuple[int, int], frames: int, identities: int
         for _ in range(steps):
             pipeline.model(x, torch.tensor([500.0, 500.0]), *args)
         step_s = (time.perf_counter() - start) / steps
-        flow_unipc()
         start = time.perf_counter()
         pipeline.encoders.decode(latents)
         decode_s = time.perf_counter() - start

@@ -80,8 +80,3 @@ def prompt_embeddings(config: ModelConfig, cache_dir: str | Path | None = None) 
     os.replace(tmp, path)
     return tensors
 
-
-def embed_caption(config: ModelConfig, caption: str) -> torch.Tensor:
-    """(512, d) for one free caption (generation): umT5 runs once for it."""
-    encoder, tokenizer = load_text_encoder(config.text_encoder)
-    return embed_prompts(encoder, tokenizer, [caption])[0].float()
