@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import SHARED
 from tasks.generation_inputs import (
     arrange_tracks, detect_faces, face_crops, face_masks, frame_count, load_image, load_track, read_batch, video_size,
 )  # fmt: skip
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT.parent / "shared" / "anytalker" / "input_example"
+EXAMPLES = SHARED / "anytalker" / "input_example"
 BATCH = EXAMPLES / "customize_your_input_here.json"
 AREA = 96 * 64  # tiny videos: the tiny model's VAE and DiT run in seconds on a CPU
 

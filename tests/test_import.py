@@ -14,10 +14,11 @@ from diffusers import WanTransformer3DModel
 
 from model.config import load_run_config
 from model.dit import IdentityAdapter, IdentityAwareDiT, identity_block
+from conftest import SHARED
 from model.official import ImportRefused, ImportShape, import_checkpoint, official_name
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_ANYTALKER = ROOT.parent / "shared" / "anytalker"
+SHARED_ANYTALKER = SHARED / "anytalker"
 TSV = SHARED_ANYTALKER / "official-1.3B-state-dict.tsv"
 
 
