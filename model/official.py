@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 from diffusers import WanTransformer3DModel
 
-from model.config import ModelConfig, write_model_config
-from model.dit import IdentityAdapter
+from model.config import ModelConfig
+from model.dit import IdentityAdapter, IdentityAwareDiT
+from model.folder import save_model_folder
 
 # (pattern over an original name, diffusers name); {i} keeps the block index
 _WAN_RENAMES = [
@@ -159,10 +160,7 @@ def split_state_dict(state: dict[str, torch.Tensor]) -> dict[str, dict[str, torc
 
 
 def import_checkpoint(path: str | Path, out: str | Path, encoders: ModelConfig, shape: ImportShape = ImportShape()) -> dict:
-    """Write the model folder `out` (atomically: a temporary folder renamed at the end)."""
-    import shutil
-    import tempfile
-
+    """Write the model folder `out` (atomically, through model.folder)."""
     state = load_state_dict(path)
     refuse_other_layouts(state)
     backbone_kwargs, adapter_kwargs = shapes_of(state, shape)
@@ -181,18 +179,7 @@ def import_checkpoint(path: str | Path, out: str | Path, encoders: ModelConfig, 
     out = Path(out)
     if (out / "transformer" / "config.json").is_file():
         raise ImportRefused(f"{out} already holds a model; choose another --out or remove it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        backbone.save_pretrained(tmp / "transformer")
-        adapter.save_pretrained(tmp / "adapter")
-        write_model_config(tmp, encoders)
-        if out.exists():
-            out.rmdir()  # an empty folder only; anything else was refused above or fails here
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    save_model_folder(IdentityAwareDiT(backbone, adapter), encoders, out)
     counts = {part: len(tensors) for part, tensors in parts.items()}
     params = sum(t.numel() for t in state.values())
     return {"out": str(out), "tensors": counts, "parameters": params, "backbone": backbone_kwargs, "adapter": adapter_kwargs}
