@@ -94,10 +94,8 @@ class FrozenEncoders(nn.Module):
         """uint8 (B, 3, H, W) reference image -> latents of it followed by frames-1 zero frames:
         (B, z, f, h, w), the 16 latent channels of Wan's image-to-video condition."""
         b, _, h, w = first.shape
-        video = torch.empty(b, frames, 3, h, w, dtype=torch.uint8, device=first.device)
-        video[:, 0] = first
-        x = video.permute(0, 2, 1, 3, 4).float().div(127.5).sub(1.0)
-        x[:, :, 1:] = 0.0  # zeros in the VAE's [-1, 1] space
+        x = torch.zeros(b, 3, frames, h, w, device=first.device)  # zeros in the VAE's [-1, 1] space
+        x[:, :, 0] = first.float().div(127.5).sub(1.0)
         mean = self.vae.encode(x).latent_dist.mode()
         return (mean - self.latent_mean) / self.latent_std
 
