@@ -6,12 +6,20 @@ from __future__ import annotations
 import json
 
 import lightning as L
-import torch
 import webdataset as wds
 
 from model.config import DataConfig
 from shards.reader import ReaderConfig, collate, make_dataset
-from shards.writer import shard_urls
+from shards.writer import read_index, shard_urls
+
+
+def check_frame_rate(shards: str, fps: float) -> None:
+    """Refuse a shard set rendered at another frame rate than the model's: it would learn motion
+    at the wrong speed and audio windows off by the ratio. Sets without a recorded rate pass."""
+    made = read_index(shards).get("compose", {}).get("fps")
+    if made is not None and abs(float(made) - fps) > 1e-6:
+        raise ValueError(f"{shards}: samples are {made:g} fps but model.fps is {fps:g}; rebuild the shards with "
+                         f"compose.fps: {fps:g} or set model.fps: {made:g}")  # fmt: skip
 
 
 class KindFilter:

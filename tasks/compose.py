@@ -2,7 +2,9 @@
 samples, in the shard contract (shards/schema.py; DESIGN.md section 5).
 
 A composite places N clips of different people left to right, each cropped around its face
-track to the same cell (AnyTalker: 416x480, 81 frames). Its timeline is a turn plan: in each
+track to the same cell (AnyTalker: 416x480, 81 frames at 24 fps). Plans and rendering count
+source frames (the clips' rate) over the span a sample covers; `tasks.retime` then takes the
+sample to `compose.fps`. Its timeline is a turn plan: in each
 turn one identity speaks (or, in a share of turns, everyone does) and the others listen. A
 speaker's cell plays a continuous run of its clip with the matching audio; a listener's audio
 track is zero and its cell loops a silent stretch of its clip forward and back (or, when the
@@ -24,6 +26,7 @@ from shards.schema import Sample
 from tasks.clip_library import LibraryClip
 from tasks.clipmedia import read_audio
 from tasks.config import ComposeConfig
+from tasks.retime import retime, source_frames
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ def plan_composites(clips: list[LibraryClip], config: ComposeConfig, seed: int) 
     Deterministic for a seed and a clip list. Clips shorter than a sample are left out.
     """
     rng = np.random.default_rng(seed)
-    usable = sorted((c for c in clips if c.n_frames >= config.frames), key=lambda c: c.clip_id)
+    usable = sorted((c for c in clips if c.n_frames >= span(c, config)), key=lambda c: c.clip_id)
     sizes = {n: w for n, w in sorted(config.identities.items()) if w > 0}
     uses: Counter[str] = Counter()
     seen: set[frozenset[str]] = set()
@@ -130,7 +133,7 @@ def plan_composites(clips: list[LibraryClip], config: ComposeConfig, seed: int) 
             continue
         seen.add(members)
         group = [group[i] for i in rng.permutation(n)]  # place order is random, binding is left to right
-        turns = plan_turns(n, config.frames, rng, config.turn_frames, config.simultaneous_share)
+        turns = plan_turns(n, span(group[0], config), rng, config.turn_frames, config.simultaneous_share)
         starts = []
         for i, clip in enumerate(group):
             need = sum(t.end - t.start for t in turns if i in t.speakers)
@@ -141,17 +144,22 @@ def plan_composites(clips: list[LibraryClip], config: ComposeConfig, seed: int) 
     return plans
 
 
+def span(clip: LibraryClip, config: ComposeConfig) -> int:
+    """Source frames of `clip` that one sample (`frames` at `fps`) covers."""
+    return source_frames(config.frames, clip.fps, config.fps)
+
+
 def plan_singles(clips: list[LibraryClip], config: ComposeConfig) -> list[SinglePlan]:
     """Up to `single_windows` non-overlapping windows of each clip, spread over its length."""
     plans = []
     for clip in sorted(clips, key=lambda c: c.clip_id):
-        fits = clip.n_frames // config.frames
-        k = min(fits, config.single_windows)
+        need = span(clip, config)
+        k = min(clip.n_frames // need, config.single_windows)
         if k == 0:
             continue
-        gap = (clip.n_frames - k * config.frames) // (k + 1)
+        gap = (clip.n_frames - k * need) // (k + 1)
         for w in range(k):
-            start = gap + w * (config.frames + gap)
+            start = gap + w * (need + gap)
             plans.append(SinglePlan(f"s{clip.clip_id}_{start:05d}", clip.clip_id, start))
     return plans
 
@@ -257,9 +265,9 @@ def _words_in(clip: LibraryClip, src_start: int, src_end: int, at: int) -> list[
 
 
 def render_composite(plan: CompositePlan, clips: dict[str, LibraryClip], config: ComposeConfig) -> Sample:
-    """The composite's frames, audio tracks, boxes, face crops and meta."""
+    """The composite's frames, audio tracks, boxes, face crops and meta, at `config.fps`."""
     cell = (config.cell_width, config.cell_height)
-    frames, n = config.frames, len(plan.clip_ids)
+    frames, n = span(clips[plan.clip_ids[0]], config), len(plan.clip_ids)
     fps = clips[plan.clip_ids[0]].fps
     hop = 16000 / fps
     video = np.zeros((frames, config.cell_height, n * config.cell_width, 3), np.uint8)
@@ -311,13 +319,13 @@ def render_composite(plan: CompositePlan, clips: dict[str, LibraryClip], config:
         "transcript": [" ".join(w["word"] for w in ws) for ws in words],
         "scores": [clip_scores(clips[c]) for c in plan.clip_ids],
     }
-    return Sample(plan.key, "composite", 1, video, fps, tracks, boxes, faces, meta)
+    return retime(Sample(plan.key, "composite", 1, video, fps, tracks, boxes, faces, meta), config.fps, config.frames)
 
 
 def render_single(plan: SinglePlan, clip: LibraryClip, config: ComposeConfig) -> Sample:
-    """One cell of one clip: frames [start, start + frames) with their own audio."""
+    """One cell of one clip over the span of one sample from `start`, with its own audio, at `config.fps`."""
     cell = (config.cell_width, config.cell_height)
-    frames = config.frames
+    frames = span(clip, config)
     fps = clip.fps
     hop = 16000 / fps
     src = np.arange(plan.start, plan.start + frames)
@@ -342,7 +350,8 @@ def render_single(plan: SinglePlan, clip: LibraryClip, config: ComposeConfig) ->
         "transcript": [" ".join(w["word"] for w in words)],
         "scores": [clip_scores(clip)],
     }  # fmt: skip
-    return Sample(plan.key, "single", 1, video, fps, [track], boxes, [face_crop(video[0], boxes[0, 0])], meta)
+    sample = Sample(plan.key, "single", 1, video, fps, [track], boxes, [face_crop(video[0], boxes[0, 0])], meta)
+    return retime(sample, config.fps, config.frames)
 
 
 def clip_scores(clip: LibraryClip) -> dict:

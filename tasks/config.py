@@ -154,9 +154,14 @@ class ComposeConfig(_Section):
     cell_width: int = Field(416, ge=32, description="Width of one identity's place (AnyTalker: 416).")
     cell_height: int = Field(480, ge=32, description="Height of every place (AnyTalker: 480).")
     frames: int = Field(81, ge=5, description="Frames per sample (AnyTalker: 81; 4k+1 for the VAE).")
+    fps: float = Field(
+        24.0, gt=0, le=120,
+        description="Frame rate of every shard sample (AnyTalker trains at 24; model.fps must match). Clips keep "
+        "standardize.fps; a sample takes the source frame nearest each of its times, audio unchanged.",
+    )
     max_uses: int = Field(4, ge=1, description="A clip appears in at most this many composites.")
     max_composites: int | None = Field(None, ge=0, description="Stop after this many (None: until clips run out).")
-    turn_frames: tuple[int, int] = Field((20, 40), description="Length range of one speaking turn, frames.")
+    turn_frames: tuple[int, int] = Field((20, 40), description="Length range of one speaking turn, source frames.")
     simultaneous_share: float = Field(0.1, ge=0, le=1, description="Share of turns in which everyone speaks.")
     face_scale: float = Field(2.4, ge=1, description="Crop height over face height when the frame allows.")
     listen_loop_frames: int = Field(

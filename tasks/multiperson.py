@@ -23,11 +23,12 @@ import numpy as np
 from shards.schema import Sample
 from tasks.clip_library import LibraryClip
 from tasks.clipmedia import read_audio, read_clip
-from tasks.compose import Crop, clip_scores, face_crop, read_cells
+from tasks.compose import Crop, clip_scores, face_crop, read_cells, span
 from tasks.config import CurateConfig
 from tasks.faces import resolve_face_models, stable_faces
 from tasks.landmarks import analyze_landmarks, resolve_landmarker
 from tasks.records import Reason
+from tasks.retime import retime
 from tasks.sync import speech_band_envelope
 
 
@@ -159,8 +160,9 @@ def plan_windows(n_frames: int, frames: int) -> list[int]:
 
 
 def render_multi(result: MultiPersonResult, clip: LibraryClip, start: int, config: CurateConfig, key: str):
-    """A stage-2 sample: the whole picture scaled to the cell height, one audio track per face."""
-    frames = config.compose.frames
+    """A stage-2 sample: the whole picture scaled to the cell height, one audio track per face,
+    rendered over the source span of one sample from `start` and retimed to `compose.fps`."""
+    frames = span(clip, config.compose)
     height = config.compose.cell_height
     width = int(round(clip.width * height / clip.height / 2)) * 2
     src = np.arange(start, start + frames)
@@ -194,7 +196,8 @@ def render_multi(result: MultiPersonResult, clip: LibraryClip, start: int, confi
         "scores": [clip_scores(clip)] * n_faces,
     }  # fmt: skip
     faces = [face_crop(video[0], boxes[i, 0]) for i in range(n_faces)]
-    return Sample(key, "multi", 2, video, clip.fps, tracks, boxes.astype(np.float32), faces, meta)
+    sample = Sample(key, "multi", 2, video, clip.fps, tracks, boxes.astype(np.float32), faces, meta)
+    return retime(sample, config.compose.fps, config.compose.frames)
 
 
 def _words_of(clip: LibraryClip, labels: np.ndarray, voice: int | None, start: int, frames: int) -> str:

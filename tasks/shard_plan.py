@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from shards.schema import Sample
 from tasks.clip_library import LibraryClip
-from tasks.compose import CompositePlan, SinglePlan, plan_composites, plan_singles, render_composite, render_single
+from tasks.compose import CompositePlan, SinglePlan, plan_composites, plan_singles, render_composite, render_single, span
 from tasks.config import CurateConfig
 from tasks.multiperson import MultiPersonResult, plan_windows, render_multi
 
@@ -41,7 +41,7 @@ def plan_samples(
             planned.append(PlannedSample(plan.key, split, "single", single=plan))
     for clip in stage2_clips:
         if clip.clip_id in stage2:
-            for start in plan_windows(clip.n_frames, config.compose.frames):
+            for start in plan_windows(clip.n_frames, span(clip, config.compose)):
                 key = f"m{clip.clip_id}_{start:05d}"
                 planned.append(PlannedSample(key, sides.get(clip.identity, "train"), "multi", clip_id=clip.clip_id, start=start))
     return planned

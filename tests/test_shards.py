@@ -63,15 +63,16 @@ def test_composites_from_real_clips(shared_curated: Path, shared_models: Path) -
     for n in (2, 3, 4):
         plan = next(p for p in plans if len(p.clip_ids) == n)
         sample = render_composite(plan, by_id, config)
+        assert sample.fps == 24 and sample.meta["source_fps"] == 25  # curated at 25 fps, trained at 24
         assert sample.video.shape == (81, 480, 416 * n, 3)
         assert sample.boxes.shape == (n, 81, 4) and len(sample.audio) == n
+        assert all(len(track) == 81 * 16000 // 24 for track in sample.audio)
+        assert sample.meta["turns"][-1][1] == 81 and sample.meta["turns"][0][0] == 0
         for i in range(n):  # audio track i is silent wherever identity i listens, voiced where it speaks
-            hop = 16000 / sample.fps
-            speaking = np.zeros(81, bool)
-            for start, end, speakers in sample.meta["turns"]:
-                speaking[start:end] |= i in speakers
-            for t in np.flatnonzero(~speaking):
-                assert not sample.audio[i][int(round(t * hop)) : int(round((t + 1) * hop))].any()
+            speaking = np.zeros(len(sample.audio[i]), bool)
+            for start, end in sample.meta["speaking"][i]:
+                speaking[int(round(start * 16000)) : int(round(end * 16000))] = True
+            assert not sample.audio[i][~speaking].any()
             if speaking.any():  # with 4 people in 81 frames, one may only listen
                 assert np.abs(sample.audio[i]).max() > 0.01
         # each identity's mask (smallest expansion) covers the face a detector finds in its place
@@ -243,7 +244,7 @@ def test_stage2_ties_each_voice_to_its_face(shared_curated: Path, tmp_path: Path
     man, woman = by_name["PC-AVS__Input_00098"], by_name["video-retalking__face_4"]
     turns = (Turn(0, 71, (0,)), Turn(71, 150, (1,)))
     plan = CompositePlan("control", (man.clip_id, woman.clip_id), turns, (0, 0))
-    sample = render_composite(plan, {c.clip_id: c for c in clips}, ComposeConfig(frames=150))
+    sample = render_composite(plan, {c.clip_id: c for c in clips}, ComposeConfig(frames=150, fps=25))
     (tmp_path / "v.mp4").write_bytes(encode_video(sample.video, 25))
     (tmp_path / "a.wav").write_bytes(encode_wav(sample.audio[0] + sample.audio[1], 16000))
     clip_path = tmp_path / "two.mp4"
@@ -269,11 +270,14 @@ def test_stage2_ties_each_voice_to_its_face(shared_curated: Path, tmp_path: Path
     clip.identity = "id-two"
     sample = render_multi(result, clip, 0, config, "mtwo")
     assert sample.video.shape == (81, 480, 832, 3) and sample.boxes.shape == (2, 81, 4) and sample.stage == 2
+    assert sample.fps == 24 and len(sample.audio[0]) == 81 * 16000 // 24
     left_speaks = sample.meta["speaking"][0]
     assert left_speaks and left_speaks[0][0] < 0.5 and sample.meta["speaking"][1][0][0] > 2.0
-    hop = 640
-    for t in np.flatnonzero(result.frame_voice[:81] != result.voice_of_face[0]):
+    hop = 640  # the audio keeps its timeline: source frame t (25 fps) is samples [640 t, 640 (t + 1))
+    for t in np.flatnonzero(result.frame_voice[:84] != result.voice_of_face[0]):
         assert not sample.audio[0][t * hop : (t + 1) * hop].any()
+    # each 24-fps frame is the 25-fps frame nearest its time: frame 80 (3.333 s) is source frame 83
+    np.testing.assert_allclose(sample.boxes[:, 80], result.boxes[:, 83] * 1.0, rtol=1e-5)
 
 
 def test_identity_split_is_stable_and_two_sided() -> None:
