@@ -170,11 +170,13 @@ def train(
         typer.secho(f"error: --strategy is ddp or fsdp, got {strategy!r}", fg="red", err=True)
         raise typer.Exit(2)
     try:
-        load_run_config(config)
+        run_config = load_run_config(config)
+        from model.data import check_frame_rate
         from shards.writer import shard_urls
 
         if not shard_urls(shards, "train"):
             raise ValueError(f"{shards}: no train shards in its index.json")
+        check_frame_rate(shards, run_config.model.fps)
     except (ValueError, FileNotFoundError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
@@ -204,7 +206,7 @@ def demo(
 ) -> None:
     """Make the synthetic demo media (labelled as such) and run the whole chain on it through
     Prefect deployments: a local server (127.0.0.1, database in WORKDIR/.prefect), prefect.yaml
-    deployed with ANYTALKER_DATA=WORKDIR, a process worker, then curate -> build-shards -> train,
+    deployed with ANYTALKER_DATA=WORKDIR, a process worker, then curate -> build-shards -> train -> evaluate,
     each started by the event of the one before.
 
     Face models come from the usual places (ANYTALKER_FACE_MODELS / insightface's model zoo,
@@ -212,7 +214,7 @@ def demo(
     beside the checkout (the project's CI layout); without any, the demo runs without analysis
     and says so.
     """
-    from anytalker.demo_media import make_demo_media, prepare_demo_models
+    from anytalker.demo_media import make_demo_benchmark, make_demo_media, prepare_demo_models
     from anytalker.demo_run import run_chain
     from anytalker.local_prefect import free_port, start_server
 
@@ -222,6 +224,7 @@ def demo(
     config, note = prepare_demo_models(workdir)
     if note:
         typer.secho(note, fg="yellow", err=True)
+    typer.echo(f"demo benchmark (synthetic): {make_demo_benchmark(workdir / 'benchmark')}")
     home = workdir / ".prefect"
     typer.echo(f"starting a local Prefect server (database in {home})")
     with start_server(home, free_port(4200)) as server:
@@ -233,6 +236,14 @@ def demo(
         _inspect_shards(str(sets[-1].parent), None)
     for run in sorted((workdir / "runs").glob("set-*/metrics.json"), key=lambda p: p.stat().st_mtime)[-1:]:
         typer.echo(f"training run {run.parent}: {run.read_text().strip()}")
+    if (workdir / "runs" / "evaluations.sqlite").is_file():
+        from tasks.metric_store import MetricStore
+
+        with MetricStore(workdir / "runs") as store:
+            for d in store.decisions()[-1:]:
+                summary = store.summary(d["run"], d["step"], d["benchmark"])
+                typer.echo(f"evaluation of {Path(d['run']).name} on {d['benchmark']}: {summary or 'no figures'}; "
+                           f"{'promoted' if d['promoted'] else 'not promoted'} ({d['reason']})")  # fmt: skip
     typer.echo("deployments: " + ", ".join(f"{name} {state}" for name, state in states.items()))
     typer.echo(f"to look at these runs: anytalker dashboard --home {home}")
     if any(state not in ("Completed", "not triggered") for state in states.values()):
@@ -404,4 +415,102 @@ def generate(
     for row in result["videos"]:
         typer.echo(f"{row['status']:8} {row['key']}: {row['output'] or row['reason']}")
     if result["counts"]["failed"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    videos: Annotated[Path, typer.Argument(help="A folder of videos (or one video) named after benchmark items.")],
+    benchmark: Annotated[Path, typer.Option("--benchmark", "-b", help="A benchmark folder (speaker_duration.json, audio_left/, audio_right/, images/).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON instead of a table.")] = False,
+    config: ConfigOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where the JSON goes (default VIDEOS/evaluation.json).")] = None,
+    run: Annotated[Path | None, typer.Option(help="Store the figures as this training run's and apply the promotion gate.")] = None,
+    step: Annotated[int, typer.Option(help="The run's step these videos come from.")] = 0,
+    runs_root: Annotated[Path | None, typer.Option(help="Folder of runs holding evaluations.sqlite and best (default: the run's parent).")] = None,
+) -> None:
+    """Score videos against a benchmark: interactivity, lip sync per identity, identity
+    similarity, who speaks when (and FVD with an I3D file). Prints a table, writes JSON,
+    publishes Prefect artifacts (Prefect flow `score-videos`)."""
+    from tasks.benchmark import BenchmarkError, read_benchmark
+    from tasks.evaluation import load_evaluation_config
+
+    try:
+        if not videos.exists():
+            raise FileNotFoundError(f"no such file or folder: {videos}")
+        read_benchmark(benchmark)
+        load_evaluation_config(config)
+        if run is not None and not run.is_dir():
+            raise FileNotFoundError(f"--run {run}: not a folder")
+    except (BenchmarkError, FileNotFoundError, ValueError) as exc:
+        raise _fail(exc) from None
+    target = (out or (videos if videos.is_dir() else videos.parent) / "evaluation.json").resolve()
+    prefect_env.configure(_prefect_home(target.parent))
+    from flows.evaluate import score_videos
+
+    result = score_videos(str(videos.resolve()), str(benchmark.resolve()), str(target), str(config) if config else None,
+                          str(run.resolve()) if run else None, step, str(runs_root.resolve()) if runs_root else None)  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result['benchmark']}: {len(result['figures'])} figures ({target})")
+    for column in ("item", "metric", "identity", "value"):
+        table.add_column(column, justify="right" if column == "value" else "left")
+    for f in result["figures"]:
+        table.add_row(f["item"], f["metric"], f["identity"], f"{f['value']:.4f}")
+    console = Console()
+    console.print(table)
+    for note in result["notes"]:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    if run is not None:
+        console.print(f"{'promoted' if result['promoted'] else 'not promoted'}: {result['reason']}")
+
+
+benchmark_app = typer.Typer(help="Interactivity benchmarks in AnyTalker's layout: build one from your footage, fetch theirs.",
+                            no_args_is_help=True)  # fmt: skip
+app.add_typer(benchmark_app, name="benchmark")
+
+
+@benchmark_app.command("build")
+def benchmark_build(
+    workdir: Annotated[Path, typer.Argument(help="A curated work directory (`anytalker curate` then `anytalker shards`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The benchmark folder to write.")],
+) -> None:
+    """Turn the real multi-person clips stage 2 accepted into a benchmark: reference frame,
+    one audio track per face, speaking intervals, the clip itself."""
+    from tasks.benchmark_build import build_benchmark
+
+    if not (workdir / "catalog.sqlite").is_file():
+        raise _fail(FileNotFoundError(f"{workdir}: no catalog.sqlite (curate into it first)"))
+    items, skipped = build_benchmark(workdir, out)
+    for item in items:
+        typer.echo(f"item {item.name}: {item.n} identities, {sum(len(s) for s in item.speaking)} speaking intervals")
+    for reason in skipped:
+        typer.secho(f"left out {reason}", fg="yellow", err=True)
+    if not items:
+        raise _fail(ValueError(f"{workdir}: no stage-2 accepted clip (real multi-person footage) to build from; "
+                               f"run `anytalker shards` on it first"))  # fmt: skip
+    typer.echo(f"benchmark: {out} ({len(items)} items)")
+
+
+@benchmark_app.command("fetch-frames")
+def benchmark_fetch_frames(
+    folder: Annotated[Path, typer.Argument(help="The benchmark folder; frames go to FOLDER/images/.")],
+    list_file: Annotated[Path, typer.Option("--list", "-l", help="Lines of `VIDEO TIME [NAME]` (YouTube id or URL, seconds).")],
+) -> None:
+    """Fetch reference frames with yt-dlp + ffmpeg (needs internet; refuses clearly offline)."""
+    from tasks.fetch_frames import FetchError, fetch_frames
+
+    try:
+        done, failed = fetch_frames(folder, list_file)
+    except FetchError as exc:
+        raise _fail(exc) from None
+    for path in done:
+        typer.echo(f"frame {path}")
+    for reason in failed:
+        typer.secho(f"error: {reason}", fg="red", err=True)
+    if failed:
         raise typer.Exit(1)

@@ -193,6 +193,25 @@ def make_demo_media(out_dir: Path) -> Path:
     return out_dir
 
 
+def make_demo_benchmark(out_dir: Path) -> Path:
+    """A two-person benchmark item in AnyTalker's layout (tasks/benchmark.py), synthetic like the
+    rest: talkers a (left) and b (right) side by side in the reference frame; a speaks first,
+    then b, each on its own track. The evaluate deployment generates and scores it."""
+    from tasks.benchmark import DURATIONS, write_benchmark
+
+    if (out_dir / DURATIONS).is_file():
+        return out_dir
+    with tempfile.TemporaryDirectory() as tmpname:
+        frames_a, audio_a = _talking_clip("a", Path(tmpname))
+        frames_b, audio_b = _talking_clip("b", Path(tmpname))
+    left = np.concatenate([audio_a, np.zeros_like(audio_b)])
+    right = np.concatenate([np.zeros_like(audio_a), audio_b])
+    split = len(audio_a) / 16000
+    image = cv2.cvtColor(np.hstack([frames_a[0], frames_b[0]]), cv2.COLOR_BGR2RGB)
+    write_benchmark(out_dir, "synthetic_duo", [left, right], [[(0.0, split)], [(split, split + len(audio_b) / 16000)]], image)
+    return out_dir
+
+
 def prepare_demo_models(workdir: Path) -> tuple[Path | None, str]:
     """Find face models for the demo; returns (a config file or None, a note for the user).
 
@@ -217,6 +236,10 @@ def prepare_demo_models(workdir: Path) -> tuple[Path | None, str]:
                     (pack / name).symlink_to(shared / name)
             os.environ["ANYTALKER_FACE_MODELS"] = str(pack)
             os.environ["ANYTALKER_FACE_LANDMARKER"] = str(shared / "face_landmarker.task")
+            for env, name in (("ANYTALKER_IDENTITY_MODEL", "mobilefacenet_arcface.onnx"),
+                              ("ANYTALKER_LIGHT_ASD", "lightasd_finetuning_TalkSet.model")):  # fmt: skip
+                if (shared / name).is_file():
+                    os.environ.setdefault(env, str(shared / name))
             return None, f"face models: using {shared} (no model zoo reachable)"
         config = workdir / "demo-no-analysis.yaml"
         config.write_text("analyze: false\n")

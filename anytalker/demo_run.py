@@ -1,5 +1,6 @@
 """The demo as a team runs it: a local Prefect server, the deployments of prefect.yaml, a process
-worker, and the chain their triggers make (curate -> build-shards -> train), watched to the end.
+worker, and the chain their triggers make (curate -> build-shards -> train -> evaluate), watched
+to the end.
 
 The demo changes only its own deployments' parameters (the tiny training config, a few steps,
 the demo's config file) so the chain finishes on a laptop CPU in minutes.
@@ -15,6 +16,8 @@ from pathlib import Path
 from anytalker.local_prefect import LocalServer, deploy_all, ensure_work_pool, start_worker, stop_process
 
 DEMO_TRAIN = {"config_path": "configs/tiny.yaml", "max_steps": 30, "workers": 2}
+# The tiny model generates small videos in a few steps: the chain, not the picture, is the demo.
+DEMO_EVALUATE = "steps: 4\nmax_area: 8192\n"
 
 
 def _set_parameters(client, name: str, updates: dict) -> None:
@@ -74,9 +77,13 @@ def run_chain(server: LocalServer, workdir: Path, media: Path, config: Path | No
             cfg = str(config) if config else None
             _set_parameters(client, "build_shards/build-shards", {"config_path": cfg})
             _set_parameters(client, "train/train", DEMO_TRAIN)
+            evaluate_config = workdir / "demo-evaluate.yaml"
+            evaluate_config.write_text(DEMO_EVALUATE)
+            _set_parameters(client, "evaluate/evaluate", {"config_path": str(evaluate_config)})
             since = datetime.now(UTC)
             run_deployment("curate/curate", parameters={"inputs": [str(media)], "config_path": cfg}, timeout=0)
-            chain = (("curate/curate", 120), ("build_shards/build-shards", 90), ("train/train", 90))
+            chain = (("curate/curate", 120), ("build_shards/build-shards", 90), ("train/train", 90),
+                     ("evaluate/evaluate", 90))  # fmt: skip
             for name, appear_s in chain:
                 run = wait_for_run(client, name, since, appear_s, 1800, say, server)
                 states[name] = run.state_name if run else "not triggered"

@@ -2,6 +2,7 @@
 
 Artifacts: `training-run` (run folder, checkpoint, model folder, whether and from where it
 resumed, final metrics) and `training-curve` (the loss over steps, every launch of the run).
+A finished run emits `anytalker.training.finished` (the evaluate deployment's trigger).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
+from flows.events import training_finished
 from flows.reporting import _image_markdown
 from model.ray_train import launch, loss_curve
 
@@ -103,4 +105,5 @@ def train(
     create_markdown_artifact(key="training-curve", markdown=_image_markdown("Training loss", png),
                              description="Loss over steps")  # fmt: skip
     logger.info("trained to step %s: %s", result["metrics"].get("step"), result["model"])
+    training_finished(str(Path(out).resolve()), int(result["metrics"].get("step", max_steps)), shards)
     return result

@@ -52,7 +52,10 @@ def retime(sample: Sample, fps: float, frames: int) -> Sample:
         meta["words"] = [[w for w in words if w["end"] <= duration + 1e-6] for words in meta["words"]]
         meta["transcript"] = [" ".join(w["word"] for w in words) for words in meta["words"]]
     if "turns" in meta:  # source frames to output frames
-        turns = [[_to_frame(a, sample.fps, fps), min(frames, _to_frame(b, sample.fps, fps)), who] for a, b, who in meta["turns"]]
+        turns = [
+            [_to_frame(a, sample.fps, fps), min(frames, _to_frame(b, sample.fps, fps)), who]
+            for a, b, who in meta["turns"]
+        ]
         meta["turns"] = [t for t in turns if t[0] < t[1]]
     return Sample(sample.key, sample.kind, sample.stage, np.ascontiguousarray(sample.video[index]), fps, audio,
                   np.ascontiguousarray(sample.boxes[:, index]), sample.faces, meta, sample.audio_rate, sample.encoded)  # fmt: skip

@@ -54,13 +54,14 @@ def test_mouth_opens_with_the_speech(demo_media: Path) -> None:
 @pytest.mark.slow
 def test_demo_runs_the_deployment_chain_and_the_dashboard_shows_it(tmp_path: Path) -> None:
     """`anytalker demo`: a local Prefect server, prefect.yaml deployed, a process worker, and
-    curate -> build-shards -> train chained by events. Then `anytalker dashboard` serves those
+    curate -> build-shards -> train -> evaluate chained by events. Then `anytalker dashboard` serves those
     runs and headless Chromium shows them (screenshots kept in test-output/)."""
     out = subprocess.run(
         [sys.executable, "-m", "anytalker", "demo", "--workdir", str(tmp_path)], capture_output=True, text=True
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    chain = "deployments: curate/curate Completed, build_shards/build-shards Completed, train/train Completed"
+    chain = ("deployments: curate/curate Completed, build_shards/build-shards Completed, train/train Completed, "
+             "evaluate/evaluate Completed")
     assert chain in out.stdout, out.stdout[-3000:]
     report = subprocess.run(
         [sys.executable, "-m", "anytalker", "report", str(tmp_path / "curated"), "--json"],
@@ -87,6 +88,16 @@ def test_demo_runs_the_deployment_chain_and_the_dashboard_shows_it(tmp_path: Pat
     run = tmp_path / "runs" / index_path.parent.name
     assert json.loads((run / "metrics.json").read_text())["step"] == 30
     assert (run / "model" / "transformer" / "config.json").is_file()
+    # the evaluation the finished run triggered: the benchmark generated with its model, scored, gated
+    (evaluation,) = (run / "eval" / "benchmark").glob("step-*/evaluation.json")
+    assert len(list((evaluation.parent / "videos").glob("synthetic_duo_*.mp4"))) == 1
+    from tasks.metric_store import MetricStore
+
+    with MetricStore(tmp_path / "runs") as store:
+        (decision,) = store.decisions()
+    assert Path(decision["run"]) == run.resolve() and decision["reason"]
+    assert (tmp_path / "runs" / "best").is_symlink() == bool(decision["promoted"])
+    assert f"evaluation of {run.name} on benchmark" in out.stdout
     _dashboard_shows_the_runs(tmp_path / ".prefect")
 
 
@@ -132,20 +143,21 @@ def _dashboard_shows_the_runs(home: Path) -> None:
             assert (shots / name).read_bytes()[:4] == b"\x89PNG"
             return dom
 
-        flows = (("curate", "curate"), ("build_shards", "build-shards"), ("train", "train"))
+        flows = (("curate", "curate"), ("build_shards", "build-shards"), ("train", "train"), ("evaluate", "evaluate"))
         badge = "<span>Completed</span>"  # a run card's state badge (the filter's options say Completed too)
-        runs = page("/runs", "dashboard-runs.png", lambda dom: dom.count(badge) >= 3)
+        runs = page("/runs", "dashboard-runs.png", lambda dom: dom.count(badge) >= 4)
         assert "Can't connect to Server API" not in runs
         for flow, deployment in flows:
             assert f">{flow}<" in runs.replace(" ", "") and deployment in runs, flow
-        assert runs.count(badge) == 3, "the three flow runs show as Completed"
+        assert runs.count(badge) >= 4, "the deployments' flow runs show as Completed"
         keys = ("curation-funnel", "curation-summary", "curation-histograms", "curation-contact-sheet",
                 "curation-progress", "shards-table", "shards-summary", "shards-preview", "shards-progress",
-                "training-run", "training-curve", "training-progress")  # fmt: skip
+                "training-run", "training-curve", "training-progress", "evaluation", "leaderboard",
+                "metrics-over-runs")  # fmt: skip
         artifacts = page("/artifacts", "dashboard-artifacts.png", lambda dom: all(k in dom for k in keys))
         for key in keys:
             assert key in artifacts, key
-        for key in ("curation-histograms", "training-curve", "shards-preview"):
+        for key in ("curation-histograms", "training-curve", "shards-preview", "metrics-over-runs"):
             request = urllib.request.Request(
                 f"{url}/api/artifacts/filter", method="POST", headers={"content-type": "application/json"},
                 data=json.dumps({"artifacts": {"key": {"any_": [key]}}, "limit": 1}).encode(),

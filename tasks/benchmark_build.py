@@ -1,0 +1,51 @@
+"""A team's own interactivity benchmark from its curated real multi-person clips.
+
+Every clip that stage 2 accepted (each voice tied to a face, tasks/multiperson.py) becomes an
+item in AnyTalker's layout (tasks/benchmark.py): its first frame as the reference, one audio
+track per face (that face's voice, zero elsewhere), each face's speaking intervals, and the clip
+itself as the real recording. No released project offers this for a team's own footage.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tasks.analyze import sidecar_base
+from tasks.benchmark import BenchmarkItem, write_benchmark
+from tasks.catalog import Catalog
+from tasks.clip_library import load_library
+from tasks.clipmedia import read_audio, read_clip
+from tasks.multiperson import load_result, voice_tracks
+
+
+def build_benchmark(workdir: str | Path, out: str | Path) -> tuple[list[BenchmarkItem], list[str]]:
+    """(the items written, what was left out and why); a rerun rewrites the same items."""
+    workdir, out = Path(workdir), Path(out)
+    with Catalog(workdir) as catalog:
+        rows = catalog.stage2_rows()
+    clips = {c.clip_id: c for c in load_library(workdir, ("rejected", "accepted"))}
+    items, skipped = [], []
+    for clip_id, row in sorted(rows.items()):
+        if row["verdict"] != "accepted":
+            continue
+        clip = clips.get(clip_id)
+        arrays = sidecar_base(workdir, clip.source_id, clip_id).with_suffix(".stage2.npz") if clip else None
+        if clip is None or not arrays.is_file():
+            skipped.append(f"{clip_id}: its clip or stage-2 arrays are gone")
+            continue
+        result = load_result(str(arrays), clip_id, json.loads(row["metrics"]))
+        if None in result.voice_of_face:
+            skipped.append(f"{clip_id}: a face has no voice tied to it")
+            continue
+        tracks = voice_tracks(read_audio(clip.path), result.frame_voice, result.voice_of_face, clip.fps)
+        speaking = []
+        for voice in result.voice_of_face:
+            on = (result.frame_voice == voice).astype(np.int8)
+            edges = np.flatnonzero(np.diff(np.concatenate([[0], on, [0]])))
+            speaking.append([(b / clip.fps, e / clip.fps) for b, e in zip(edges[::2], edges[1::2], strict=True)])
+        first = read_clip(clip.path, max_side=4096).frames[0]
+        items.append(write_benchmark(out, f"{clip_id}", tracks, speaking, first, video=Path(clip.path)))
+    return items, skipped
