@@ -196,7 +196,8 @@ def make_demo_media(out_dir: Path) -> Path:
 def make_demo_benchmark(out_dir: Path) -> Path:
     """A two-person benchmark item in AnyTalker's layout (tasks/benchmark.py), synthetic like the
     rest: talkers a (left) and b (right) side by side in the reference frame; a speaks first,
-    then b, each on its own track. The evaluate deployment generates and scores it."""
+    then b, each on its own track; and the "recording" of the two (the benchmark's real video,
+    scored once as the reference). The evaluate deployment generates and scores it."""
     from tasks.benchmark import DURATIONS, write_benchmark
 
     if (out_dir / DURATIONS).is_file():
@@ -208,7 +209,14 @@ def make_demo_benchmark(out_dir: Path) -> Path:
     right = np.concatenate([np.zeros_like(audio_a), audio_b])
     split = len(audio_a) / 16000
     image = cv2.cvtColor(np.hstack([frames_a[0], frames_b[0]]), cv2.COLOR_BGR2RGB)
-    write_benchmark(out_dir, "synthetic_duo", [left, right], [[(0.0, split)], [(split, split + len(audio_b) / 16000)]], image)
+    n = int(len(left) / 16000 * FPS)  # the "recording": each talks in turn, the other's mouth closed
+    duo = [np.hstack(pair) for pair in zip(_talking_frames("a", envelope(left, n)), _talking_frames("b", envelope(right, n)),
+                                           strict=True)]  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmpname:
+        recording = Path(tmpname) / "synthetic_duo.mp4"
+        _write(duo, left + right, recording)
+        write_benchmark(out_dir, "synthetic_duo", [left, right], [[(0.0, split)], [(split, split + len(audio_b) / 16000)]],
+                        image, video=recording)  # fmt: skip
     return out_dir
 
 
@@ -223,11 +231,15 @@ def prepare_demo_models(workdir: Path) -> tuple[Path | None, str]:
     from tasks.config import CurateConfig
     from tasks.faces import ModelsMissing
 
+    shared = Path(__file__).resolve().parents[2] / "shared" / "models"
+    for env, name in (("ANYTALKER_IDENTITY_MODEL", "mobilefacenet_arcface.onnx"),
+                      ("ANYTALKER_LIGHT_ASD", "lightasd_finetuning_TalkSet.model")):  # the evaluation's, when there
+        if (shared / name).is_file():
+            os.environ.setdefault(env, str(shared / name))
     try:
         check_models(CurateConfig())
         return None, ""
     except ModelsMissing as first:
-        shared = Path(__file__).resolve().parents[2] / "shared" / "models"
         if (shared / "mobilefacenet.onnx").exists() and (shared / "face_landmarker.task").exists():
             pack = workdir / "face-pack"
             pack.mkdir(parents=True, exist_ok=True)
@@ -236,10 +248,6 @@ def prepare_demo_models(workdir: Path) -> tuple[Path | None, str]:
                     (pack / name).symlink_to(shared / name)
             os.environ["ANYTALKER_FACE_MODELS"] = str(pack)
             os.environ["ANYTALKER_FACE_LANDMARKER"] = str(shared / "face_landmarker.task")
-            for env, name in (("ANYTALKER_IDENTITY_MODEL", "mobilefacenet_arcface.onnx"),
-                              ("ANYTALKER_LIGHT_ASD", "lightasd_finetuning_TalkSet.model")):  # fmt: skip
-                if (shared / name).is_file():
-                    os.environ.setdefault(env, str(shared / name))
             return None, f"face models: using {shared} (no model zoo reachable)"
         config = workdir / "demo-no-analysis.yaml"
         config.write_text("analyze: false\n")

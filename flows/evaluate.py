@@ -15,7 +15,6 @@ metric, the incumbent marked), `metrics-over-runs` (a plot of each metric over r
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.events import model_promoted
-from flows.reporting import _image_markdown
+from flows.reporting import _image_markdown, figure_png
 from tasks.benchmark import generation_batch, read_benchmark
 from tasks.evaluation import HIGHER_IS_BETTER, EvaluationConfig, evaluate_folder, load_evaluation_config, to_json
 from tasks.metric_store import MetricStore
@@ -37,7 +36,7 @@ def leaderboard_rows(store: MetricStore, benchmark: str, primary: str, incumbent
     for run, step, bench in store.evaluations(benchmark):
         summary = store.summary(run, step, bench)
         current = bool(incumbent) and incumbent["run"] == run and int(incumbent["step"]) == step
-        rows.append({"run": Path(run).name, "step": step, "incumbent": "yes" if current else "",
+        rows.append({"run": Path(run).name, "step": step, "incumbent": "yes" if current else ("real videos" if run == REFERENCE else ""),
                      **{m: summary.get(m, "") for m in sorted(HIGHER_IS_BETTER) if m in summary or m == primary}})  # fmt: skip
     sign = 1 if HIGHER_IS_BETTER.get(primary, True) else -1
     return sorted(rows, key=lambda r: -sign * r[primary] if isinstance(r.get(primary), float) else float("inf"))
@@ -55,17 +54,16 @@ def metrics_plot(store: MetricStore, benchmark: str) -> bytes:
     metrics = sorted({m for s in summaries for m in s})
     fig, axes = plt.subplots(max(1, len(metrics)), 1, figsize=(6, 1.8 * max(1, len(metrics))), dpi=100, squeeze=False)
     labels = [f"{Path(r).name}@{s}" for r, s, _ in evaluations]
+    if not metrics:
+        axes[0, 0].text(0.5, 0.5, "no metric measured yet (see the evaluation artifact's notes)", ha="center", va="center")
+        axes[0, 0].set_axis_off()
     for ax, metric in zip(axes[:, 0], metrics, strict=False):
         xs = [i for i, s in enumerate(summaries) if metric in s]
         ax.plot(xs, [summaries[i][metric] for i in xs], marker="o", lw=1.2)
         ax.set_ylabel(metric, fontsize=7)
         ax.set_xticks(range(len(labels)), labels, fontsize=6, rotation=20)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 @task(name="score-benchmark", cache_policy=NO_CACHE)
@@ -146,6 +144,23 @@ def score_store_gate(videos: Path, benchmark: str, config: EvaluationConfig, out
             "best": str(current_best(runs_root or run.parent) or "") if run else ""}  # fmt: skip
 
 
+REFERENCE = "benchmark-reference"
+
+
+def score_reference(bench, benchmark: str, config: EvaluationConfig, runs_root: Path) -> None:
+    """The benchmark's own real recordings, scored once and stored as the run `benchmark-reference`
+    (step 0): the leaderboard's and the plot's yardstick for what real footage scores. Never promoted."""
+    bench_name = Path(benchmark).resolve().name
+    if not any(item.video is not None for item in bench.items):
+        return
+    with MetricStore(runs_root) as store:
+        if (REFERENCE, 0, bench_name) in store.evaluations(bench_name):
+            return
+    result = score_task(str(Path(benchmark).resolve()), benchmark, config)
+    with MetricStore(runs_root) as store:
+        store.record(REFERENCE, 0, bench_name, result["figures"])
+
+
 @flow(name="score-videos", log_prints=True, persist_result=False)
 def score_videos(videos: str, benchmark: str, out_json: str, config_path: str | None = None, run: str | None = None,
                  step: int = 0, runs_root: str | None = None) -> dict:  # fmt: skip
@@ -177,6 +192,8 @@ def evaluate(run: str, benchmark: str, step: int | None = None, shards: str | No
     generated = generate(str(run_dir / "model"), str(work / "videos"), input_json=str(batch),
                          options=SamplingOptions(steps=config.steps, max_area=config.max_area))  # fmt: skip
     logger.info("generated: %s", generated["counts"])
+    root = Path(runs_root).resolve() if runs_root else run_dir.parent
+    score_reference(bench, benchmark, config, root)
     result = score_store_gate(work / "videos", benchmark, config, work / "evaluation.json", run_dir, step,
                               Path(runs_root).resolve() if runs_root else None)  # fmt: skip
     return {"run": str(run_dir), "step": step, "shards": shards, "generated": generated["counts"], **result}

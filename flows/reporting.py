@@ -43,6 +43,19 @@ def summary_markdown(counts: dict, run: dict, workdir: str) -> str:
     return "\n".join(lines)
 
 
+def figure_png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes; the figure is closed."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def _image_markdown(title: str, png: bytes) -> str:
     """Markdown with the PNG inline, so the Prefect UI shows it without a file server."""
     return f"# {title}\n\n![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"

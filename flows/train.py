@@ -7,7 +7,6 @@ A finished run emits `anytalker.training.finished` (the evaluate deployment's tr
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from prefect.artifacts import (
 )
 
 from flows.events import training_finished
-from flows.reporting import _image_markdown
+from flows.reporting import _image_markdown, figure_png
 from model.ray_train import launch, loss_curve
 
 
@@ -39,11 +38,7 @@ def _curve_png(points: list[tuple[int, float]]) -> bytes:
     ax.set_xlabel("step")
     ax.set_ylabel("flow-matching loss")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def run_folder(shards: str, out: str | None, runs_root: str | None) -> str:

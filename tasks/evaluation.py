@@ -99,6 +99,11 @@ def resolve_models(config: EvaluationConfig) -> Models:
         landmarker = resolve_landmarker(config.landmarker or FacesConfig().landmarker)
     except ModelsMissing as exc:
         landmarker, _ = None, notes.append(f"interactivity and lip sync left out: {exc}")
+    from tasks.interactivity import landmarks_106
+
+    if landmarks_106(face_model) is None:
+        notes.append("interactivity on MediaPipe's points (no insightface 2d106det in the face models): "
+                     "not the official scale")  # fmt: skip
     try:
         identity = resolve_identity_model(config.identity_model)
     except ModelsMissing as exc:
@@ -185,7 +190,7 @@ def evaluate_video(
     if models.landmarker is not None:
         from tasks.interactivity import interactivity
 
-        result = interactivity(frames, fps, faces, speaking, models.landmarker)
+        result = interactivity(frames, fps, faces, speaking, models.landmarker, models.face_model)
         add("interactivity", "all", result.score)
         if result.reason:
             notes.append(f"{video.name}: interactivity -1 ({result.reason})")

@@ -39,7 +39,7 @@ OUTLIER_PX = 10.0
 class Interactivity:
     score: float  # -1 when a frame does not have exactly N faces
     per_identity: list[float | None]  # mean displacement per silent second; None when never silent
-    landmarks: str  # "insightface-106" or "mediapipe-478" (not the official scale)
+    landmarks: str  # "insightface-106" (the official points) or "mediapipe-478" (not the official scale)
     reason: str = ""
 
 
@@ -50,6 +50,10 @@ def _crop(frame: np.ndarray, cx: float, cy: float, side: int) -> np.ndarray:
     return np.ascontiguousarray(
         cv2.resize(crop, (CROP, CROP), interpolation=cv2.INTER_AREA if side > CROP else cv2.INTER_LINEAR)
     )
+
+
+# The 22 points in insightface's 106-point layout (their metric's own indices).
+POINTS_106 = [43, 48, 49, 51, 50, 102, 103, 104, 105, 101, 35, 41, 42, 39, 37, 36, 89, 95, 96, 93, 91, 90]
 
 
 def eye_points_mediapipe(crop: np.ndarray, landmarker: Path) -> np.ndarray | None:
@@ -63,7 +67,16 @@ def eye_points_mediapipe(crop: np.ndarray, landmarker: Path) -> np.ndarray | Non
     return pts[EYE_POINTS]
 
 
-def identity_motion(frames: np.ndarray, boxes: np.ndarray, landmarker: Path) -> np.ndarray:
+def eye_points_106(crop: np.ndarray, box: np.ndarray, model) -> np.ndarray:
+    """The official 22 points from insightface's 2d106det on the crop, around the face's box (crop pixels)."""
+    from insightface.app.common import Face
+
+    face = Face(bbox=box.astype(np.float32))
+    model.get(np.ascontiguousarray(crop[..., ::-1]), face)  # BGR, as insightface's models take
+    return face["landmark_2d_106"][POINTS_106].astype(np.float32)
+
+
+def identity_motion(frames: np.ndarray, boxes: np.ndarray, landmarker: Path, model_106=None) -> np.ndarray:
     """(T,) per-frame mean displacement of the 22 points of one identity (frame 0: 0), 224-px units."""
     found = ~np.isnan(boxes[:, 0])
     if not found.any():
@@ -78,7 +91,13 @@ def identity_motion(frames: np.ndarray, boxes: np.ndarray, landmarker: Path) -> 
             centre = c if centre is None else EMA * centre + (1 - EMA) * c
         if centre is None:
             continue
-        pts = eye_points_mediapipe(_crop(frames[t], centre[0], centre[1], side), landmarker)
+        crop = _crop(frames[t], centre[0], centre[1], side)
+        if model_106 is not None:
+            box = boxes[t] if found[t] else boxes[np.flatnonzero(found)[0]]
+            origin = centre - side / 2
+            pts = eye_points_106(crop, (box - np.tile(origin, 2)) * CROP / side, model_106)
+        else:
+            pts = eye_points_mediapipe(crop, landmarker)
         if pts is None:
             continue
         if last_pts is not None:
@@ -91,17 +110,31 @@ def identity_motion(frames: np.ndarray, boxes: np.ndarray, landmarker: Path) -> 
     return motion
 
 
-def interactivity(frames: np.ndarray, fps: float, faces: FrameFaces, speaking: list, landmarker: Path) -> Interactivity:
-    """The score over N identities; `speaking` holds per identity its intervals in seconds."""
+def landmarks_106(face_model: str | None):
+    """insightface's 2d106det when the face model folder or pack holds it, else None."""
+    if face_model is None:
+        return None
+    from tasks.faces import face_analysis
+
+    return face_analysis(face_model).models.get("landmark_2d_106")
+
+
+def interactivity(frames: np.ndarray, fps: float, faces: FrameFaces, speaking: list, landmarker: Path | None,
+                  face_model: str | None = None) -> Interactivity:  # fmt: skip
+    """The score over N identities; `speaking` holds per identity its intervals in seconds.
+    The official 106 points when `face_model` holds insightface's 2d106det, else MediaPipe's."""
     n = faces.n
+    model_106 = landmarks_106(face_model)
+    kind = "insightface-106" if model_106 is not None else "mediapipe-478"
+    if model_106 is None and landmarker is None:
+        raise ValueError("interactivity needs insightface's 2d106det in the face models or MediaPipe's landmarker")
     if (faces.counts != n).any():
         bad = int(np.flatnonzero(faces.counts != n)[0])
-        return Interactivity(-1.0, [None] * n, "mediapipe-478",
-                             f"frame {bad} has {faces.counts[bad]} faces, not {n}")  # fmt: skip
+        return Interactivity(-1.0, [None] * n, kind, f"frame {bad} has {faces.counts[bad]} faces, not {n}")
     total, seconds, per = 0.0, 0.0, []
     for i in range(n):
         silent = ~speaking_mask(speaking[i], len(frames), fps)
-        motion = identity_motion(frames, faces.boxes[:, i], landmarker)
+        motion = identity_motion(frames, faces.boxes[:, i], landmarker, model_106)
         weight = silent / fps
         if weight.sum() == 0:
             per.append(None)
@@ -110,4 +143,4 @@ def interactivity(frames: np.ndarray, fps: float, faces: FrameFaces, speaking: l
         per.append(moved / float(weight.sum()))
         total, seconds = total + moved, seconds + float(weight.sum())
     score = total / seconds if seconds else 0.0
-    return Interactivity(score, per, "mediapipe-478")
+    return Interactivity(score, per, kind)

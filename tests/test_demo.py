@@ -95,6 +95,9 @@ def test_demo_runs_the_deployment_chain_and_the_dashboard_shows_it(tmp_path: Pat
 
     with MetricStore(tmp_path / "runs") as store:
         (decision,) = store.decisions()
+        reference = store.summary("benchmark-reference", 0, "benchmark")  # the benchmark's own recording
+    assert reference["interactivity"] > 0 and reference["identity_similarity"] > 0.5, reference
+    assert reference["asd_agreement"] > 0.7, reference  # the demo found Light-ASD in ../shared/models
     assert Path(decision["run"]) == run.resolve() and decision["reason"]
     assert (tmp_path / "runs" / "best").is_symlink() == bool(decision["promoted"])
     assert f"evaluation of {run.name} on benchmark" in out.stdout

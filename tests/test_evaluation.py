@@ -208,7 +208,7 @@ def _evaluate_cli(videos: Path, bench: Path, run: Path, runs: Path) -> subproces
 
 
 def test_the_gate_promotes_the_better_run_refuses_the_worse_and_survives_a_kill(
-    short_bench, frozen_11, tmp_path: Path
+    short_bench, frozen_11, prefect_server, monkeypatch, tmp_path: Path
 ) -> None:
     from tasks.metric_store import MetricStore
 
@@ -216,11 +216,16 @@ def test_the_gate_promotes_the_better_run_refuses_the_worse_and_survives_a_kill(
     runs = tmp_path / "runs"
     good, worse = runs / "run-good", runs / "run-worse"
     good.mkdir(parents=True), worse.mkdir()
-    first = _evaluate_cli(real, bench_dir, good, runs)
-    out, err = first.communicate(timeout=900)
-    assert first.returncode == 0, err[-3000:]
-    result = json.loads(out)
+    from conftest import published_events
+
+    from flows.evaluate import score_videos
+
+    monkeypatch.setenv("ANYTALKER_IDENTITY_MODEL", str(ARCFACE))
+    monkeypatch.setenv("ANYTALKER_LIGHT_ASD", str(ASD))
+    result = score_videos(str(real), str(bench_dir), str(real / "evaluation.json"), None, str(good), 1, str(runs))
     assert result["promoted"] and result["reason"].startswith("first run"), result
+    (event,) = published_events("anytalker.model.promoted", "run", str(good.resolve()))
+    assert event.payload["step"] == 1 and event.payload["metrics"]["interactivity"] > 0.3
 
     def best() -> tuple[str, int]:
         record = json.loads((runs / "best" / "promotion.json").read_text())
@@ -395,3 +400,13 @@ def test_speaking_intervals_from_each_identitys_own_track(bench: Path) -> None:
         truth, got = speaking_mask(listed, 200, 24.0), speaking_mask(found, 200, 24.0)
         assert (truth == got).mean() > 0.9
     assert voice_intervals(np.zeros(16000, np.float32)) == []
+
+
+def test_the_evaluation_config_file_holds_the_defaults_and_bad_keys_fail(tmp_path: Path) -> None:
+    from tasks.evaluation import EvaluationConfig, load_evaluation_config
+
+    assert load_evaluation_config(ROOT / "configs" / "evaluate.yaml") == EvaluationConfig()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("evaluate:\n  gate:\n    primry: fvd\n")
+    with pytest.raises(ValueError, match="primry"):
+        load_evaluation_config(bad)
