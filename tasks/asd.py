@@ -154,7 +154,7 @@ def load_light_asd(path: str | Path) -> LightASD:
 def mfcc_100hz(audio: np.ndarray, rate: int = 16000) -> np.ndarray:
     """13 MFCC at 100 frames/s (25 ms windows), as Light-ASD's authors compute them: on 16-bit
     sample values (they read the wav as int16), which sets the level of the energy coefficient;
-    float samples in [-1, 1] put it 20.8 lower and every face then reads as speaking."""
+    float samples in [-1, 1] would put it 20.8 lower, outside what the network was trained on."""
     from python_speech_features import mfcc
 
     return mfcc(audio.astype(np.float64) * 32768, rate, numcep=13, winlen=0.025, winstep=0.010).astype(np.float32)
