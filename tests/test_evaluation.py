@@ -126,8 +126,6 @@ def test_who_speaks_follows_the_voices_and_drops_when_they_are_swapped(bench, in
     from tasks.asd import load_light_asd, who_speaks
     from tasks.benchmark import read_benchmark
 
-    if not ASD.is_file():
-        pytest.skip(f"Light-ASD weights are not here ({ASD})")
     model = load_light_asd(ASD)  # strict: the module matches lightasd-state-dict.tsv
     item = next(i for i in read_benchmark(bench).items if i.name == "interact_11")
     media, faces = interact_11_faces
