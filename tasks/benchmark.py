@@ -104,6 +104,12 @@ def speaking_mask(intervals, n_frames: int, fps: float) -> np.ndarray:
     return mask
 
 
+def mask_intervals(on: np.ndarray, step_s: float) -> list[tuple[float, float]]:
+    """The runs of True in a per-step mask, as (start, end) seconds (step i spans i..i+1 steps)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], np.asarray(on, np.int8), [0]])))
+    return [(b * step_s, e * step_s) for b, e in zip(edges[::2], edges[1::2], strict=True)]
+
+
 def voice_intervals(audio: np.ndarray, rate: int = 16000, frame_s: float = 0.02, min_gap_s: float = 0.3,
                     min_len_s: float = 0.2) -> list[tuple[float, float]]:  # fmt: skip
     """Speaking intervals of one identity's own track (a VAD on its energy): an identity's track
@@ -117,8 +123,7 @@ def voice_intervals(audio: np.ndarray, rate: int = 16000, frame_s: float = 0.02,
     if peak < 3e-3:  # below -50 dBFS at its loudest: a silent track (room tone, codec noise), no speech
         return []
     on = energy > max(0.05 * peak, 1e-3)
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(np.int8), [0]])))
-    runs = [[b * frame_s, e * frame_s] for b, e in zip(edges[::2], edges[1::2], strict=True)]
+    runs = [list(run) for run in mask_intervals(on, frame_s)]
     merged: list[list[float]] = []
     for run in runs:
         if merged and run[0] - merged[-1][1] < min_gap_s:
@@ -165,7 +170,7 @@ def generation_batch(items: list[BenchmarkItem], out: Path, frames_dir: Path | N
     reference image is generated from its real video's first frame, saved under `frames_dir`."""
     import cv2
 
-    from tasks.clipmedia import read_clip
+    from tasks.clipmedia import first_frame
 
     entries = {}
     for item in items:
@@ -174,7 +179,7 @@ def generation_batch(items: list[BenchmarkItem], out: Path, frames_dir: Path | N
             image = frames_dir / f"{item.name}.png"
             if not image.is_file():
                 ok, png = cv2.imencode(
-                    ".png", cv2.cvtColor(read_clip(item.video, max_side=4096).frames[0], cv2.COLOR_RGB2BGR)
+                    ".png", cv2.cvtColor(first_frame(item.video), cv2.COLOR_RGB2BGR)
                 )
                 _atomic(image, png.tobytes())
         if image is not None:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 
 from tasks.analyze import sidecar_base
-from tasks.benchmark import BenchmarkItem, write_benchmark
+from tasks.benchmark import BenchmarkItem, mask_intervals, write_benchmark
 from tasks.catalog import Catalog
 from tasks.clip_library import load_library
-from tasks.clipmedia import read_audio, read_clip
+from tasks.clipmedia import first_frame, read_audio
 from tasks.multiperson import load_result, voice_tracks
 
 
@@ -41,11 +40,7 @@ def build_benchmark(workdir: str | Path, out: str | Path) -> tuple[list[Benchmar
             skipped.append(f"{clip_id}: a face has no voice tied to it")
             continue
         tracks = voice_tracks(read_audio(clip.path), result.frame_voice, result.voice_of_face, clip.fps)
-        speaking = []
-        for voice in result.voice_of_face:
-            on = (result.frame_voice == voice).astype(np.int8)
-            edges = np.flatnonzero(np.diff(np.concatenate([[0], on, [0]])))
-            speaking.append([(b / clip.fps, e / clip.fps) for b, e in zip(edges[::2], edges[1::2], strict=True)])
-        first = read_clip(clip.path, max_side=4096).frames[0]
+        speaking = [mask_intervals(result.frame_voice == voice, 1 / clip.fps) for voice in result.voice_of_face]
+        first = first_frame(clip.path)
         items.append(write_benchmark(out, f"{clip_id}", tracks, speaking, first, video=Path(clip.path)))
     return items, skipped

@@ -52,3 +52,12 @@ def read_clip(path: str | Path, max_side: int = 640, rate: int = 16000) -> ClipM
         frames = [f.to_ndarray(format="rgb24", width=w, height=h) for f in container.decode(stream)]
         fps = float(stream.average_rate or 25)
     return ClipMedia(np.stack(frames), fps, width, height, width / w, read_audio(path, rate), rate)
+
+
+def first_frame(path: str | Path) -> np.ndarray:
+    """Frame 0 as (H, W, 3) uint8 RGB at the video's own size, decoding nothing after it (the
+    reference frame of a benchmark recording; `read_clip` would decode every frame and the audio)."""
+    with av.open(str(path)) as container:
+        for frame in container.decode(container.streams.video[0]):
+            return frame.to_ndarray(format="rgb24")
+    raise ValueError(f"{path}: no video frame")

@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.benchmark import BenchmarkItem, read_benchmark, voice_intervals
-from tasks.clipmedia import read_audio, read_clip
+from tasks.clipmedia import first_frame, read_audio, read_clip
 
 # Which way each metric is better: True when higher is.
 HIGHER_IS_BETTER = {
@@ -157,7 +157,7 @@ def _reference_embeddings(item: BenchmarkItem, models: Models, config: Evaluatio
     if item.image is not None:
         image = load_image(item.image)
     elif item.video is not None:
-        image = read_clip(item.video, max_side=4096).frames[0]
+        image = first_frame(item.video)
     else:
         return None
     faces = detect_frames(image[None], item.n, models.face_model, config.min_face_score)
