@@ -31,7 +31,11 @@ def _prefect_home(workdir: Path) -> Path:
 def curate(
     inputs: Annotated[
         list[str],
-        typer.Argument(help="Video files, folders (recursive), list files (.txt/.list or @FILE) and http(s) URLs."),
+        typer.Argument(
+            help="Video files, folders (recursive), list files (.txt/.list or @FILE), manifests (.csv/.jsonl: url, "
+            "start, end), and http(s) URLs: a video, a playlist, a channel or a page of videos; URL#t=START,END "
+            "takes that section only."
+        ),
     ],
     workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Where clips, downloads and the catalog live.")],
     config: ConfigOpt = None,
@@ -80,6 +84,38 @@ def report(
         typer.echo(json.dumps(data, indent=2))
     else:
         print_report(data)
+
+
+@app.command()
+def forget(
+    sources: Annotated[
+        list[str],
+        typer.Argument(help="Sources to remove: a source id (or its first 12+ characters), an input as the report "
+                       "shows it, a video URL, or a site's video id."),
+    ],
+    workdir: Annotated[Path, typer.Option("--workdir", "-w", help="The curated work directory.")],
+) -> None:
+    """Remove sources from the catalog, from disk and from future shard sets (a takedown request).
+
+    Their clips, analysis and downloads are deleted. Their inputs stay in the report, rejected as `forgotten`.
+    No later run fetches them again. Exits 1 when a SOURCE matches nothing.
+    """
+    from tasks.takedown import forget as forget_source
+
+    if not (workdir / "catalog.sqlite").exists():
+        typer.secho(f"error: no catalog in {workdir} (run `anytalker curate` first)", fg="red", err=True)
+        raise typer.Exit(2)
+    missing = 0
+    for selector in sources:
+        gone = forget_source(workdir.resolve(), selector)
+        if not gone:
+            typer.secho(f"{selector}: no source matches (see `anytalker report {workdir}`)", fg="yellow", err=True)
+            missing += 1
+        for entry in gone:
+            typer.echo(f"forgot {entry['source_id'][:12]} ({', '.join(entry['inputs'])}): {len(entry['clips'])} clips"
+                       + (", downloaded source deleted" if entry.get("deleted_source") else ""))  # fmt: skip
+    if missing:
+        raise typer.Exit(1)
 
 
 @app.command(context_settings={"help_option_names": ["--help", "-h"]})

@@ -32,8 +32,31 @@ def print_report(data: dict, console: Console | None = None) -> None:
             shown,
         )
     console.print(table)
+    _print_sources(data.get("sources", []), data.get("listings", []), console)
     c = data["counts"]
     console.print(
         f"inputs {c['inputs']}  sources {c['sources']}  clips {c['clips']}  items {c['items']}  "
         f"accepted {c['accepted']}  rejected {c['rejected']}  {c['rejected_by_reason']}"
     )
+
+
+def _print_sources(sources: list[dict], listings: list[dict], console: Console) -> None:
+    """Where each source came from (for audits and takedowns), and what each playlist listed."""
+    if not sources:
+        return
+    table = Table(title="Sources and provenance", show_lines=False)
+    for column in ("source id", "input", "clips", "title / uploader", "uploaded", "licence", "section", "fetched"):
+        table.add_column(column, overflow="fold")
+    for s in sources:
+        p = s["provenance"]
+        who = " / ".join(str(p[k]) for k in ("title", "uploader") if p.get(k)) or p.get("extractor", "")
+        section = "{:g}-{:g} s".format(*p["section"]) if p.get("section") else "whole"
+        table.add_row(s["source_id"][:12], s["input"], f"{s['accepted']}/{s['clips']}", who,
+                      p.get("upload_date", ""), p.get("license", ""), section, p.get("fetched_at", ""))  # fmt: skip
+    console.print(table)
+    for listing in listings:
+        left = ", ".join(f"{k} {v}" for k, v in listing["left_out"].items()) or "none"
+        console.print(
+            f"listing {listing['url']} ({listing['title']}): listed {listing['listed']}, taken {listing['taken']}, "
+            f"fetched before {listing['archived']}, left out: {left}"
+        )

@@ -1,18 +1,20 @@
 """The curate flow: inputs -> sources -> shots -> standard clips, every input accounted for.
 
-Reads like a table of contents: expand the inputs, acquire each (download, hash), skip what is
-done, split each new source, record every outcome in the catalog, publish the funnel.
-The work lives in `tasks/`; this file decides order, concurrency, retries and bookkeeping.
+Reads like a table of contents: expand the inputs, list the URLs (a playlist or channel
+becomes its entries), skip what is done or fetched before, acquire each new one (download,
+hash) politely, split each new source, record every outcome and its provenance in the
+catalog, publish the funnel. The work lives in `tasks/`; this file decides order,
+concurrency, per-host limits, the disk floor and bookkeeping.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner
-from prefect.tasks import exponential_backoff
 
 from flows.events import curation_updated
 from flows.progress import RunProgress
@@ -23,14 +25,25 @@ from tasks.catalog import Catalog
 from tasks.config import CurateConfig, load_config
 from tasks.ingest import acquire, expand_inputs
 from tasks.records import Acquired, InputItem, Reason, Rejected, Rejection, SourceResult
+from tasks.scrape import Listing, host_of, list_url, with_retries
 from tasks.source import split_source
+
+
+@task(name="list-url", tags=["ingest"], persist_result=False)
+def list_task(item: InputItem, config: CurateConfig) -> Listing | Rejection:
+    """List one URL flat: a video is one entry, a playlist, channel or page its entries."""
+    logger = get_run_logger()
+    try:
+        return with_retries(lambda: list_url(item, config.ingest), item.input, config.ingest, logger.warning)
+    except Rejected as exc:
+        return Rejection.of(exc)
 
 
 @task(name="acquire", tags=["ingest"], persist_result=False)
 def acquire_task(item: InputItem, workdir: Path, config: CurateConfig) -> Acquired | Rejection:
-    """Download (URLs raise to be retried) and hash one input."""
+    """Download (with retries that honour Retry-After) or read, and hash one input."""
     try:
-        return acquire(item, workdir, config.ingest)
+        return acquire(item, workdir, config.ingest, get_run_logger().warning)
     except Rejected as exc:
         return Rejection.of(exc)
 
@@ -67,28 +80,16 @@ def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> d
     if config.analyze:
         check_models(config)  # one clear error up front if a model is missing, before any work
     check_cluster(config.cluster)
-    progress = RunProgress(total=len(items))
-    stats = {"inputs": len(items), "skipped_done": 0, "new_sources": 0, "new_clips": 0, "analyzed_clips": 0}
+    stats = {"inputs": len(items), "skipped_done": 0, "skipped_fetched": 0, "new_sources": 0, "new_clips": 0,
+             "analyzed_clips": 0, "listed": 0, "disk_budget": 0}  # fmt: skip
 
-    download = acquire_task.with_options(
-        retries=config.ingest.download_retries,
-        retry_delay_seconds=exponential_backoff(backoff_factor=config.ingest.download_backoff_s),
-    )
     with task_runner(config.cluster, config.workers) as runner:
-        acquiring: dict[PrefectFuture, InputItem] = {}
-        for item in items:
-            if item.refused is not None:
-                catalog.record_input(item.input, reason=item.refused, detail=item.detail)
-                progress.input_done()
-            elif catalog.input_done(item.input, item.path):
-                stats["skipped_done"] += 1
-                progress.input_done()
-            else:
-                args = {"item": item, "workdir": work, "config": config}
-                with resources(runner, config.cluster.acquire_cpus):
-                    acquiring[runner.submit(download if item.url else acquire_task, args)] = item
+        items = _list_urls(runner, items, catalog, config, stats, logger)
+        stats["inputs"] = len(items)
+        progress = RunProgress(total=len(items))
+        acquiring = _acquire_new_inputs(runner, items, catalog, work, config, progress, stats, logger)
         splitting = _split_new_sources(runner, acquiring, catalog, work, config, progress, stats)
-        _record_splits(splitting, catalog, progress, stats, logger)
+        _record_splits(splitting, catalog, work, config, progress, stats, logger)
         if config.analyze:
             _analyze_clips(runner, catalog, work, config, stats, logger)
     progress.close()
@@ -125,11 +126,17 @@ def _split_new_sources(
         else:
             first = claimed.get(got.source_id) or catalog.source_input(got.source_id)
             taken = got.source_id in claimed or catalog.source_done(got.source_id)
-            if first is not None and first != got.input and taken:
+            if catalog.is_forgotten(got.source_id):
+                catalog.record_input(got.input, source_id=got.source_id, reason=Reason.FORGOTTEN,
+                                     detail="these bytes were forgotten with `anytalker forget`")  # fmt: skip
+                _drop_download(got, work, config)
+            elif first is not None and first != got.input and taken:
                 detail = f"same bytes as {first}"
                 catalog.record_input(got.input, source_id=got.source_id, reason=Reason.DUPLICATE, detail=detail)
+                _drop_download(got, work, config)
             elif catalog.source_done(got.source_id):
                 _record_acquired_input(catalog, got)
+                _drop_download(got, work, config)
                 stats["skipped_done"] += 1
             else:
                 claimed[got.source_id] = got.input
@@ -141,7 +148,13 @@ def _split_new_sources(
 
 
 def _record_splits(
-    splitting: dict[PrefectFuture, Acquired], catalog: Catalog, progress: RunProgress, stats: dict, logger
+    splitting: dict[PrefectFuture, Acquired],
+    catalog: Catalog,
+    work: Path,
+    config: CurateConfig,
+    progress: RunProgress,
+    stats: dict,
+    logger,
 ) -> None:
     """Record each split source and its clips as it finishes; an unexpected error costs one source."""
     for future in as_completed(list(splitting)):
@@ -159,6 +172,8 @@ def _record_splits(
                 reason, detail, facts = Reason.INTERNAL_ERROR, f"{type(result).__name__}: {result}", {}
             catalog.record_rejected_source(got.input, got.source_id, got.path, got.size_bytes, reason, detail, facts)
         _record_acquired_input(catalog, got)
+        catalog.record_fetch(got.input, got.source_id, got.provenance)
+        _drop_download(got, work, config)
         stats["new_sources"] += 1
         progress.input_done()
 
@@ -187,6 +202,116 @@ def _analyze_clips(
                 futures[future], {"analyzed": True}, Reason.INTERNAL_ERROR, f"{type(result).__name__}: {result}"
             )
         stats["analyzed_clips"] += 1
+
+
+def _list_urls(
+    runner: TaskRunner, items: list[InputItem], catalog: Catalog, config: CurateConfig, stats: dict, logger
+) -> list[InputItem]:
+    """Replace each URL not done before by what it lists (itself for a video, its entries for a
+    playlist, channel or page), in input order, each entry once."""
+    listing: dict[int, PrefectFuture] = {}
+    for index, item in enumerate(items):
+        if item.url and item.refused is None and not catalog.input_done(item.input, None) \
+                and not catalog.is_forgotten(item.input):  # fmt: skip
+            with resources(runner, config.cluster.acquire_cpus):
+                listing[index] = runner.submit(list_task, {"item": item, "config": config})
+    expanded: list[InputItem] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        entries = [item]
+        if index in listing:
+            got = _outcome(listing[index])
+            if isinstance(got, Listing):
+                entries = got.entries
+                if got.kind == "playlist":
+                    archived = sum(catalog.archived(e.archive_key) is not None or catalog.input_done(e.input, None)
+                                   for e in got.entries)  # fmt: skip
+                    catalog.record_listing(got.url, got.title, got.listed, len(got.entries), archived, got.left_out)
+                    logger.info("%s lists %d entries: %d taken (%d fetched before), left out %s", got.url, got.listed,
+                                len(got.entries), archived, got.left_out or "none")  # fmt: skip
+                    stats["listed"] += got.listed
+                    if not entries:
+                        detail = f"listed {got.listed} entries, none taken (left out: {got.left_out or 'none'})"
+                        entries = [InputItem(item.input, refused=Reason.EMPTY_LISTING, detail=detail)]
+            else:
+                reason, detail = (got.reason, got.detail) if isinstance(got, Rejection) else (
+                    Reason.DOWNLOAD_FAILED, f"{type(got).__name__}: {got}")  # fmt: skip
+                entries = [InputItem(item.input, refused=reason, detail=detail)]
+        for entry in entries:
+            if entry.input not in seen:
+                seen.add(entry.input)
+                expanded.append(entry)
+    return expanded
+
+
+def _acquire_new_inputs(
+    runner: TaskRunner,
+    items: list[InputItem],
+    catalog: Catalog,
+    work: Path,
+    config: CurateConfig,
+    progress: RunProgress,
+    stats: dict,
+    logger,
+) -> dict[PrefectFuture, InputItem]:
+    """Submit an acquisition for every input not done, fetched or forgotten before: at most
+    `ingest.per_host_concurrency` downloads per host at once, none once free disk space is
+    under `ingest.min_free_gb` (those wait for the next run, rejected as disk_budget)."""
+    acquiring: dict[PrefectFuture, InputItem] = {}
+    per_host: dict[str, list[PrefectFuture]] = {}
+    floor = config.ingest.min_free_gb * 1e9
+    for item in items:
+        fetched = catalog.archived(item.archive_key) if item.url else None
+        if item.refused is not None:
+            catalog.record_input(item.input, reason=item.refused, detail=item.detail)
+        elif catalog.is_forgotten(item.input, item.archive_key):
+            catalog.record_input(item.input, reason=Reason.FORGOTTEN, detail="forgotten with `anytalker forget`")
+        elif catalog.input_done(item.input, item.path):
+            stats["skipped_done"] += 1
+            stats["skipped_fetched"] += item.url is not None
+        elif fetched is not None and fetched["source_id"] and catalog.source_done(fetched["source_id"]):
+            catalog.record_input(item.input, source_id=fetched["source_id"])  # the same video, named another way
+            stats["skipped_done"] += 1
+            stats["skipped_fetched"] += 1
+        elif item.url and (free := shutil.disk_usage(work).free) < floor:
+            detail = (f"not downloaded: {free / 1e9:.1f} GB free in {work}, under ingest.min_free_gb "
+                      f"({config.ingest.min_free_gb:g}); free space and rerun to fetch it")  # fmt: skip
+            if not stats["disk_budget"]:
+                logger.warning("stopped taking new downloads: %s", detail)
+            stats["disk_budget"] += 1
+            catalog.record_input(item.input, reason=Reason.DISK_BUDGET, detail=detail)
+        else:
+            if item.url:
+                _wait_for_host(per_host.setdefault(host_of(item.url), []), config.ingest.per_host_concurrency)
+            args = {"item": item, "workdir": work, "config": config}
+            with resources(runner, config.cluster.acquire_cpus):
+                future = runner.submit(acquire_task, args)
+            acquiring[future] = item
+            if item.url:
+                per_host[host_of(item.url)].append(future)
+            continue
+        progress.input_done()
+    if stats["skipped_fetched"]:
+        logger.info("skipped %d entries fetched before (the catalog's archive)", stats["skipped_fetched"])
+    return acquiring
+
+
+def _wait_for_host(in_flight: list[PrefectFuture], limit: int) -> None:
+    """Block until fewer than `limit` downloads from this host are running."""
+    while True:
+        in_flight[:] = [f for f in in_flight if not f.state.is_final()]
+        if len(in_flight) < limit:
+            return
+        next(as_completed(list(in_flight)))
+
+
+def _drop_download(got: Acquired, work: Path, config: CurateConfig) -> None:
+    """With ingest.keep_sources false, a downloaded source goes once its outcome is recorded."""
+    if config.ingest.keep_sources or not got.downloaded:
+        return
+    folder = Path(got.path).parent
+    if (work / "downloads") in folder.parents:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _record_acquired_input(catalog: Catalog, got: Acquired) -> None:

@@ -36,11 +36,32 @@ def summary_markdown(counts: dict, run: dict, workdir: str) -> str:
         f"| rejected | {counts['rejected']} |",
         "",
         f"This run: {run['inputs']} inputs, {run['new_sources']} new sources, {run['new_clips']} new clips, "
-        f"{run['skipped_done']} skipped as already done.",
+        f"{run['skipped_done']} skipped as already done ({run.get('skipped_fetched', 0)} of them URLs fetched before, "
+        f"not downloaded again).",
     ]
+    if run.get("listed"):
+        lines += ["", f"Playlists, channels and pages listed {run['listed']} entries."]
+    if run.get("disk_budget"):
+        lines += ["", f"**{run['disk_budget']} inputs were not downloaded: free disk space is under ingest.min_free_gb.** "
+                      "They are retried by the next run."]  # fmt: skip
     if counts["rejected_by_reason"]:
         lines += ["", "Rejections: " + ", ".join(f"{r} {n}" for r, n in counts["rejected_by_reason"].items()) + "."]
     return "\n".join(lines)
+
+
+def source_rows(sources: list[dict]) -> list[dict]:
+    """One row per source: where it came from and what it gave."""
+    rows = []
+    for s in sources:
+        p = s["provenance"]
+        rows.append({
+            "source": s["source_id"][:12], "input": s["input"], "extractor": p.get("extractor", ""),
+            "title": p.get("title", ""), "uploader": p.get("uploader") or p.get("channel", ""),
+            "uploaded": p.get("upload_date", ""), "licence": p.get("license", ""),
+            "section": "{:g}-{:g}".format(*p["section"]) if p.get("section") else "",
+            "clips accepted": f"{s['accepted']}/{s['clips']}", "fetched": p.get("fetched_at", ""),
+        })  # fmt: skip
+    return rows
 
 
 def figure_png(fig) -> bytes:
@@ -67,6 +88,9 @@ def publish_curation_artifacts(report: dict, run: dict, workdir: str) -> None:
     create_table_artifact(key="curation-funnel", table=funnel_rows(counts), description="Curation funnel")
     create_markdown_artifact(key="curation-summary", markdown=summary_markdown(counts, run, workdir),
                              description="Clips accepted and rejected; this run's new work")  # fmt: skip
+    if report.get("sources"):
+        create_table_artifact(key="curation-sources", table=source_rows(report["sources"]),
+                              description="Every source with its provenance (for audits and takedowns)")  # fmt: skip
     reports = Path(workdir) / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     for key, title, png in (

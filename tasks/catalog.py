@@ -61,6 +61,33 @@ CREATE TABLE IF NOT EXISTS clips (
     updated_at  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS clips_by_source ON clips(source_id);
+CREATE TABLE IF NOT EXISTS provenance (  -- where a source's bytes came from, for audits and takedowns
+    source_id   TEXT PRIMARY KEY,
+    input       TEXT NOT NULL,
+    facts       TEXT NOT NULL,      -- JSON: url, extractor, id, title, uploader, channel, upload_date, license,
+                                    -- duration, section, playlist, manifest line, face_box, fetched_at
+    updated_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS archive (    -- yt-dlp's download archive, kept here: what was fetched
+    key         TEXT PRIMARY KEY,   -- "extractor id", with " START-END" for a section
+    input       TEXT NOT NULL,
+    source_id   TEXT,
+    fetched_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS listings (   -- playlists, channels and pages as last listed
+    url         TEXT PRIMARY KEY,
+    title       TEXT,
+    listed      INTEGER NOT NULL,   -- entries the site returned
+    taken       INTEGER NOT NULL,   -- entries that became inputs
+    archived    INTEGER NOT NULL,   -- of those, already fetched before (not downloaded again)
+    left_out    TEXT NOT NULL,      -- JSON: reason -> count (before_since, ...)
+    listed_at   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS forgotten (  -- `anytalker forget`: never taken again
+    key         TEXT PRIMARY KEY,   -- a source id, an input, or an archive key
+    source_id   TEXT NOT NULL,
+    forgotten_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS stage2 (     -- real multi-person clips: the verdict of the stage-2 path
     clip_id     TEXT PRIMARY KEY REFERENCES clips(clip_id),
     verdict     TEXT NOT NULL,      -- 'accepted' or 'rejected'
@@ -160,7 +187,73 @@ class Catalog:
             return False
         return (stat.st_size, stat.st_mtime_ns) == (row["size_bytes"], row["mtime_ns"])
 
+    def archived(self, key: str | None) -> sqlite3.Row | None:
+        """The archive row of an "extractor id" key: that video (or section) was fetched before."""
+        if not key:
+            return None
+        return self._db.execute("SELECT * FROM archive WHERE key = ?", (key,)).fetchone()
+
+    def is_forgotten(self, *keys: str | None) -> bool:
+        wanted = [k for k in keys if k]
+        if not wanted:
+            return False
+        marks = ",".join("?" * len(wanted))
+        return self._db.execute(f"SELECT 1 FROM forgotten WHERE key IN ({marks})", wanted).fetchone() is not None
+
     # ---- writes ---------------------------------------------------------------------------
+
+    def record_fetch(self, input_: str, source_id: str, provenance: dict) -> None:
+        """Provenance of a source (the first input's wins) and its archive entry."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO provenance VALUES (?,?,?,?)", (source_id, input_, json.dumps(provenance), _now())
+            )
+            if provenance.get("archive_key"):
+                db.execute(
+                    "INSERT OR REPLACE INTO archive VALUES (?,?,?,?)",
+                    (provenance["archive_key"], input_, source_id, provenance.get("fetched_at") or _now()),
+                )
+
+    def record_listing(self, url: str, title: str, listed: int, taken: int, archived: int, left_out: dict) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO listings VALUES (?,?,?,?,?,?,?)",
+                (url, title, listed, taken, archived, json.dumps(left_out), _now()),
+            )
+
+    def forget(self, selector: str) -> list[dict]:
+        """Remove the sources `selector` names (a source id or its first 12+ characters, an input,
+        a URL, or a site's video id) from the catalog: their clips, stage-2 verdicts and
+        provenance go, their inputs end rejected as `forgotten`, and the archive and the
+        forgotten list keep a rerun from fetching them again. Returns what was forgotten
+        (source id, inputs, clip paths) so the caller can delete the files."""
+        rows = self._db.execute(
+            "SELECT DISTINCT s.source_id, s.path FROM sources s"
+            " LEFT JOIN inputs i ON i.source_id = s.source_id"
+            " LEFT JOIN provenance p ON p.source_id = s.source_id"
+            " WHERE s.source_id = ? OR (length(?) >= 12 AND s.source_id LIKE ? || '%') OR i.input = ? OR s.input = ?"
+            " OR json_extract(p.facts, '$.url') = ? OR json_extract(p.facts, '$.id') = ?",
+            (selector, selector, selector, selector, selector, selector, selector),
+        ).fetchall()
+        gone = []
+        for row in rows:
+            sid = row["source_id"]
+            inputs = [r["input"] for r in self._db.execute("SELECT input FROM inputs WHERE source_id = ?", (sid,))]
+            clips = [r["path"] for r in self._db.execute("SELECT path FROM clips WHERE source_id = ?", (sid,))]
+            keys = [r["key"] for r in self._db.execute("SELECT key FROM archive WHERE source_id = ?", (sid,))]
+            with self._transaction() as db:
+                db.execute("DELETE FROM stage2 WHERE clip_id IN (SELECT clip_id FROM clips WHERE source_id = ?)", (sid,))
+                db.execute("DELETE FROM clips WHERE source_id = ?", (sid,))
+                db.execute("DELETE FROM provenance WHERE source_id = ?", (sid,))
+                db.execute("DELETE FROM sources WHERE source_id = ?", (sid,))
+                for key in {sid, *inputs, *keys}:
+                    db.execute("INSERT OR REPLACE INTO forgotten VALUES (?,?,?)", (key, sid, _now()))
+                db.execute(
+                    "UPDATE inputs SET verdict = ?, reason = ?, detail = ?, updated_at = ? WHERE source_id = ?",
+                    (REJECTED, Reason.FORGOTTEN.value, f"forgotten on {_now()}", _now(), sid),
+                )
+            gone.append({"source_id": sid, "source_path": row["path"], "inputs": inputs, "clips": [c for c in clips if c]})
+        return gone
 
     def record_input(
         self,
@@ -293,9 +386,38 @@ class Catalog:
             ),
         }
 
+    def provenance(self) -> dict[str, dict]:
+        """Source id -> where its bytes came from."""
+        return {r["source_id"]: json.loads(r["facts"]) for r in self._db.execute("SELECT * FROM provenance")}
+
+    def sources(self) -> list[dict]:
+        """One row per source: its first input, verdict, clip counts and provenance."""
+        provenance = self.provenance()
+        rows = self._db.execute(
+            "SELECT s.source_id, s.input, s.verdict, s.reason,"
+            " SUM(c.verdict = 'accepted') AS accepted, COUNT(c.clip_id) AS clips"
+            " FROM sources s LEFT JOIN clips c USING (source_id) GROUP BY s.source_id ORDER BY s.input"
+        ).fetchall()
+        return [
+            {"source_id": r["source_id"], "input": r["input"], "verdict": r["verdict"], "reason": r["reason"],
+             "clips": r["clips"], "accepted": r["accepted"] or 0, "provenance": provenance.get(r["source_id"], {})}
+            for r in rows
+        ]  # fmt: skip
+
+    def listings(self) -> list[dict]:
+        return [
+            {**dict(r), "left_out": json.loads(r["left_out"])}
+            for r in self._db.execute("SELECT * FROM listings ORDER BY url")
+        ]
+
     def report(self) -> dict:
         items = self.items()
-        return {"counts": self.counts(items), "items": [i.as_dict() for i in items]}
+        return {
+            "counts": self.counts(items),
+            "items": [i.as_dict() for i in items],
+            "sources": self.sources(),
+            "listings": self.listings(),
+        }
 
 
 

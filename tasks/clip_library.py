@@ -31,6 +31,11 @@ class LibraryClip:
     words: list[dict] = field(default_factory=list)
     turns: list[list] = field(default_factory=list)
     identity: str = ""  # set by tasks.identities
+    provenance: dict = field(default_factory=dict)  # where the source came from (catalog), kept in shard meta
+
+    def source_entry(self, **fields: object) -> dict:
+        """This clip as one of a sample's `sources` in meta.json: ids, provenance, and `fields`."""
+        return {"clip_id": self.clip_id, "source_id": self.source_id, **fields, "provenance": self.provenance}
 
     def speaking_frames(self) -> np.ndarray:
         """(T,) bool: frames inside the clip's voice activity."""
@@ -46,6 +51,7 @@ def load_library(workdir: str | Path, verdicts: tuple[str, ...] = ("accepted",))
     clips = []
     with Catalog(workdir) as catalog:
         rows = catalog.analysed_clips(verdicts)
+        provenance = catalog.provenance()
     for row in rows:
         base = sidecar_base(workdir, row["source_id"], row["clip_id"])
         npz, text = base.with_suffix(".npz"), base.with_suffix(".json")
@@ -61,6 +67,19 @@ def load_library(workdir: str | Path, verdicts: tuple[str, ...] = ("accepted",))
                 verdict=row["verdict"], reason=row["reason"], boxes=arrays["boxes"],
                 embedding=arrays["embedding"] if "embedding" in arrays else None,
                 speech_regions=info.get("speech_regions", []), words=info.get("words", []), turns=info.get("turns", []),
+                provenance=_shard_provenance(provenance.get(row["source_id"], {})),
             )
         )  # fmt: skip
     return clips
+
+
+SHARD_PROVENANCE = ("url", "extractor", "id", "title", "uploader", "channel", "upload_date", "license", "section",
+                    "playlist", "manifest", "line", "face_box", "fetched_at")  # fmt: skip
+
+
+def _shard_provenance(facts: dict) -> dict:
+    """What a shard sample keeps of its source's provenance: enough to audit it and honour a
+    takedown, without local details (a local source keeps only its path's name)."""
+    if facts.get("extractor") == "local":
+        return {"extractor": "local", "name": Path(facts.get("url", "")).name, "fetched_at": facts.get("fetched_at")}
+    return {k: facts[k] for k in SHARD_PROVENANCE if k in facts}

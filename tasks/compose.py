@@ -305,10 +305,10 @@ def render_composite(plan: CompositePlan, clips: dict[str, LibraryClip], config:
         for t in range(frames):
             video[t, :, place * config.cell_width : (place + 1) * config.cell_width] = cells[int(src[t])]
         boxes[place] = map_boxes(clip.boxes[src], crop, cell, place)
-        sources.append({
-            "clip_id": clip.clip_id, "source_id": clip.source_id, "speak_start_frame": plan.speak_starts[place],
-            "listen_frames": [listen_start, listen_len], "crop": [crop.x0, crop.y0, crop.width, crop.height],
-        })  # fmt: skip
+        sources.append(clip.source_entry(
+            speak_start_frame=plan.speak_starts[place], listen_frames=[listen_start, listen_len],
+            crop=[crop.x0, crop.y0, crop.width, crop.height],
+        ))  # fmt: skip
     faces = [face_crop(video[0], boxes[i, 0]) for i in range(n)]
     meta = {
         "identities": [clips[c].identity for c in plan.clip_ids],
@@ -343,8 +343,7 @@ def render_single(plan: SinglePlan, clip: LibraryClip, config: ComposeConfig) ->
     words = _words_in(clip, plan.start, plan.start + frames, 0)
     meta = {
         "identities": [clip.identity],
-        "sources": [{"clip_id": clip.clip_id, "source_id": clip.source_id, "start_frame": plan.start,
-                     "crop": [crop.x0, crop.y0, crop.width, crop.height]}],
+        "sources": [clip.source_entry(start_frame=plan.start, crop=[crop.x0, crop.y0, crop.width, crop.height])],
         "speaking": [speaking],
         "words": [words],
         "transcript": [" ".join(w["word"] for w in words)],

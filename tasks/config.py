@@ -7,7 +7,9 @@ falls back to its default is the worst kind of curation bug.
 
 from __future__ import annotations
 
+import re
 import tomllib
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -27,14 +29,62 @@ class IngestConfig(_Section):
         description="Extra folders that paths named in list files may live under "
         "(besides the list file's own folder and the folders given on the command line).",
     )
-    download_retries: int = Field(3, ge=0, description="Retries of a failed URL download.")
-    download_backoff_s: float = Field(2.0, gt=0, description="First retry delay; doubles each retry.")
+    download_retries: int = Field(3, ge=0, description="Retries of a failed URL download (network errors, 429, 5xx).")
+    download_backoff_s: float = Field(
+        2.0, gt=0, description="First retry delay; doubles each retry. A 429/503 Retry-After longer than it wins."
+    )
     download_timeout_s: float = Field(60.0, gt=0, description="Socket timeout of one download.")
+    max_retry_after_s: float = Field(
+        600.0, ge=0, description="A Retry-After longer than this is not waited for: the input fails, and the next run retries it."
+    )
+    max_entries: int | None = Field(
+        None, ge=1, description="A playlist or channel gives at most this many entries (its first ones; newest first on most sites)."
+    )
+    since: str | None = Field(
+        None, description="Only videos uploaded on or after this date: YYYY-MM-DD, YYYYMMDD, or a relative 'N days' "
+        "(e.g. '7days'). Entries with an upload date before it are left out of listings or rejected as outside_window.",
+    )
+    per_host_concurrency: int = Field(2, ge=1, description="Downloads from one host at once, at most.")
+    sleep_s: float = Field(0.0, ge=0, description="Sleep before each download and between a site's metadata requests.")
+    rate_limit_bytes: int | None = Field(None, gt=0, description="Download rate limit per download, bytes per second.")
+    user_agent: str | None = Field(None, description="User-Agent header of every request (default: yt-dlp's).")
+    cookies_file: str | None = Field(
+        None, description="A Netscape cookies.txt handed to yt-dlp for sites that need a login; read from a private "
+        "copy, never logged, never in artifacts.",
+    )
+    keep_sources: bool = Field(
+        True, description="Keep downloaded sources after their clips are cut. false deletes each once its clips are "
+        "recorded (the catalog's archive still stops a rerun fetching it again; `recut` then needs a new fetch).",
+    )
+    min_free_gb: float = Field(
+        2.0, ge=0, description="No new download starts while the work directory's disk has less free space; those "
+        "inputs are rejected as disk_budget and retried by the next run.",
+    )
     max_file_bytes: int = Field(50 * 1024**3, gt=0, description="Larger files are rejected as absurd_size.")
     max_duration_s: float = Field(6 * 3600.0, gt=0, description="Longer sources are rejected as absurd_size.")
     min_side_px: int = Field(64, gt=0, description="Smaller frames are rejected as absurd_size.")
     max_side_px: int = Field(8192, gt=0, description="Larger frames are rejected as absurd_size.")
     require_audio: bool = Field(True, description="Reject sources without an audio stream as no_audio.")
+
+    @model_validator(mode="after")
+    def _since(self) -> IngestConfig:
+        if self.since is not None:
+            since_date(self.since)  # raises ValueError with the accepted forms
+        return self
+
+
+def since_date(text: str, today: date | None = None) -> str:
+    """`ingest.since` as YYYYMMDD (the form yt-dlp's upload_date has)."""
+    text = text.strip()
+    relative = re.fullmatch(r"(\d+)\s*days?", text)
+    if relative:
+        return ((today or date.today()) - timedelta(days=int(relative.group(1)))).strftime("%Y%m%d")
+    for form in ("%Y-%m-%d", "%Y%m%d"):
+        try:
+            return datetime.strptime(text, form).strftime("%Y%m%d")
+        except ValueError:
+            pass
+    raise ValueError(f"ingest.since {text!r}: use YYYY-MM-DD, YYYYMMDD or 'N days'")
 
 
 class SplitConfig(_Section):

@@ -1,20 +1,26 @@
 """Ingest ("scrape"): turn what the user named into local files with content-hash ids.
 
-Inputs are files, folders (recursive), list files (one path or URL a line) and http(s) URLs.
-Anything else is refused with a reason rather than guessed at: an unknown scheme, or a path
-in a list file that points outside the folders the user handed us.
+Inputs are files, folders (recursive), list files (one path, URL or manifest a line),
+manifests (CSV/JSONL rows of URL or site id with a section, `tasks/manifest.py`) and http(s)
+URLs, a URL with `#t=START,END` meaning that section only. A URL may list several videos (a
+playlist, a channel, a page): the flow lists it first (`tasks/scrape.py`). Anything else is
+refused with a reason rather than guessed at: an unknown scheme, or a path in a list file that
+points outside the folders the user handed us.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
 from tasks.config import IngestConfig
-from tasks.records import Acquired, InputItem, Reason, Rejected
+from tasks.manifest import is_manifest, read_manifest
+from tasks.records import Acquired, InputItem, Reason, Rejected, Section
+from tasks.scrape import fetch_with_retries
 
 LIST_SUFFIXES = (".txt", ".list", ".lst")
 URL_SCHEMES = ("http", "https")
@@ -72,7 +78,12 @@ def _from_list(list_path: Path, roots: list[Path]) -> Iterator[InputItem]:
         candidate = Path(line).expanduser()
         if not candidate.is_absolute():
             candidate = base / candidate
-        if candidate.is_dir():
+        if is_manifest(line):
+            if not _within(candidate.resolve(), list_roots):
+                yield InputItem(line, refused=Reason.OUTSIDE_ROOTS, detail=f"{candidate.resolve()} is outside the roots")
+            else:
+                yield from _manifest(candidate)
+        elif candidate.is_dir():
             if not _within(candidate.resolve(), list_roots):
                 yield InputItem(line, refused=Reason.OUTSIDE_ROOTS, detail=f"{candidate.resolve()} is outside the roots")
             else:
@@ -82,10 +93,27 @@ def _from_list(list_path: Path, roots: list[Path]) -> Iterator[InputItem]:
             yield InputItem(line, path=item.path, refused=item.refused, detail=item.detail)
 
 
+def _manifest(path: Path) -> list[InputItem]:
+    if not path.is_file():
+        return [InputItem(str(path), refused=Reason.NOT_FOUND, detail=f"no such manifest: {path}")]
+    return read_manifest(path.resolve())
+
+
 def _url(arg: str, scheme: str) -> InputItem:
+    """A URL; `#t=START,END` (a media fragment) asks for that section only."""
     if scheme not in URL_SCHEMES:
         return InputItem(arg, refused=Reason.UNSUPPORTED_SCHEME, detail=f"scheme '{scheme}' is not http(s)")
-    return InputItem(arg, url=arg)
+    url, _, fragment = arg.partition("#")
+    if not fragment.startswith("t="):
+        return InputItem(arg, url=arg)
+    start, _, end = fragment.removeprefix("t=").partition(",")
+    try:
+        section = Section(float(start or 0), float(end))
+    except ValueError:
+        return InputItem(arg, refused=Reason.BAD_MANIFEST, detail=f"#{fragment}: a section is #t=START,END in seconds")
+    if not 0 <= section.start_s < section.end_s:
+        return InputItem(arg, refused=Reason.BAD_MANIFEST, detail=f"#{fragment}: END must be after START")
+    return InputItem(arg, url=url, section=section)
 
 
 def expand_inputs(args: Iterable[str], config: IngestConfig) -> list[InputItem]:
@@ -98,7 +126,7 @@ def expand_inputs(args: Iterable[str], config: IngestConfig) -> list[InputItem]:
     args = list(args)
     roots = [Path(r).expanduser().resolve() for r in config.roots]
     for arg in args:
-        if _scheme(arg) is None and not _is_list_file(arg):
+        if _scheme(arg) is None and not _is_list_file(arg) and not is_manifest(arg):
             p = Path(arg).expanduser()
             if p.is_dir():
                 roots.append(p.resolve())
@@ -110,6 +138,8 @@ def expand_inputs(args: Iterable[str], config: IngestConfig) -> list[InputItem]:
         scheme = _scheme(arg)
         if scheme is not None:
             new = [_url(arg, scheme)]
+        elif is_manifest(arg):
+            new = _manifest(Path(arg).expanduser())
         elif _is_list_file(arg):
             list_path = Path(arg.removeprefix("@")).expanduser()
             if not list_path.is_file():
@@ -138,61 +168,33 @@ def hash_file(path: str | Path, chunk: int = 4 * 1024 * 1024) -> tuple[str, int]
     return digest.hexdigest(), size
 
 
-def download(url: str, dest_dir: Path, timeout_s: float) -> Path:
-    """Download one URL with yt-dlp (direct files and video sites alike) into `dest_dir`.
-
-    yt-dlp writes `.part` files and renames on completion, so a killed download never looks
-    finished. Raises `DownloadError` on failure; the caller retries with backoff.
-    """
-    import yt_dlp
-
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    options = {
-        "outtmpl": str(dest_dir / "media.%(ext)s"),
-        "format": "bestvideo*+bestaudio/best",
-        "merge_output_format": "mp4",
-        "noplaylist": True,
-        "quiet": True,
-        "no_warnings": True,
-        "noprogress": True,
-        "socket_timeout": timeout_s,
-        "retries": 0,  # retries and backoff are ours, so they show in the flow's log
-        "overwrites": True,
-        "cachedir": False,
-    }
-    try:
-        with yt_dlp.YoutubeDL(options) as ydl:
-            info = ydl.extract_info(url, download=True)
-            path = Path(ydl.prepare_filename(info))
-    except Exception as exc:  # yt-dlp raises its own DownloadError and ExtractorError types
-        raise DownloadError(f"{url}: {exc}") from exc
-    if not path.exists():  # merged outputs take the merge extension
-        candidates = sorted(p for p in dest_dir.glob("media.*") if not p.name.endswith(".part"))
-        if not candidates:
-            raise DownloadError(f"{url}: yt-dlp reported success but wrote no file")
-        path = candidates[0]
-    return path
+def download_dir(workdir: Path, input_: str) -> Path:
+    """Where an input's download lives: keyed by the input (URL, entry or section), so a rerun finds it."""
+    return workdir / "downloads" / hashlib.sha256(input_.encode()).hexdigest()[:16]
 
 
-class DownloadError(RuntimeError):
-    """A download that failed; retried by the caller, then recorded as download_failed."""
+def local_provenance(path: Path) -> dict:
+    return {"extractor": "local", "url": str(path), "fetched_at": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
-def download_dir(workdir: Path, url: str) -> Path:
-    """Where a URL's download lives: keyed by the URL so a rerun finds it."""
-    return workdir / "downloads" / hashlib.sha256(url.encode()).hexdigest()[:16]
-
-
-def acquire(item: InputItem, workdir: Path, config: IngestConfig) -> Acquired:
-    """Bring one input's bytes to local disk (one download attempt) and hash them."""
+def acquire(
+    item: InputItem, workdir: Path, config: IngestConfig, on_retry: Callable[[str], None] | None = None
+) -> Acquired:
+    """Bring one input's bytes to local disk (downloads retried as `tasks.scrape` says) and hash them."""
     if item.refused is not None:
         raise Rejected(item.refused, item.detail)
     if item.url is not None:
-        path = download(item.url, download_dir(workdir, item.url), config.download_timeout_s)
-    else:
-        assert item.path is not None
-        path = Path(item.path)
-        if not path.is_file():
-            raise Rejected(Reason.NOT_FOUND, f"not a regular file: {path}")
+        fetched = fetch_with_retries(item, download_dir(workdir, item.input), config, on_retry or (lambda _: None))
+        source_id, size = hash_file(fetched.path)
+        return Acquired(
+            input=item.input, path=str(fetched.path), source_id=source_id, size_bytes=size,
+            section=item.section,
+            provenance={**fetched.provenance, "archive_key": fetched.archive_key or item.archive_key}, downloaded=True,
+        )  # fmt: skip
+    assert item.path is not None
+    path = Path(item.path)
+    if not path.is_file():
+        raise Rejected(Reason.NOT_FOUND, f"not a regular file: {path}")
     source_id, size = hash_file(path)
-    return Acquired(input=item.input, path=str(path), source_id=source_id, size_bytes=size)
+    return Acquired(input=item.input, path=str(path), source_id=source_id, size_bytes=size,
+                    provenance=local_provenance(path))  # fmt: skip

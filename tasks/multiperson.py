@@ -188,8 +188,7 @@ def render_multi(result: MultiPersonResult, clip: LibraryClip, start: int, confi
     n_faces = len(tracks)
     meta = {
         "identities": [f"{clip.identity}-face{i}" for i in range(n_faces)],
-        "sources": [{"clip_id": clip.clip_id, "source_id": clip.source_id, "start_frame": start, "face": i,
-                     "voice": result.voice_of_face[i]} for i in range(n_faces)],
+        "sources": [clip.source_entry(start_frame=start, face=i, voice=result.voice_of_face[i]) for i in range(n_faces)],
         "speaking": speaking,
         "tie_correlations": result.correlations,
         "transcript": [_words_of(clip, labels, voice, start, frames) for voice in result.voice_of_face],

@@ -52,13 +52,19 @@ def _rate(text: str | None) -> float:
     return float(num) / float(den or 1)
 
 
-def frame_times(path: Path) -> np.ndarray:
-    """Presentation times (seconds) of every video frame, sorted, from packets alone."""
+def frame_times(path: Path) -> tuple[np.ndarray, int]:
+    """Presentation times (seconds) of every shown video frame, sorted, from packets alone, and
+    how many packets an edit list hides.
+
+    A section cut by stream copy (yt-dlp's download ranges) starts at the keyframe before the
+    cut and hides the frames before it; ffmpeg and OpenCV show only the frames from the cut on.
+    """
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         base = float(stream.time_base)
-        pts = [p.pts for p in container.demux(stream) if p.pts is not None and p.size > 0]
-    return np.sort(np.asarray(pts, dtype=np.float64) * base)
+        packets = [(p.pts, p.is_discard) for p in container.demux(stream) if p.pts is not None and p.size > 0]
+    shown = [pts for pts, hidden in packets if not hidden]
+    return np.sort(np.asarray(shown, dtype=np.float64) * base), len(packets) - len(shown)
 
 
 def is_variable_rate(times: np.ndarray, tolerance: float = 0.25) -> bool:
@@ -93,13 +99,13 @@ def probe(path: str | Path, config: IngestConfig) -> tuple[Probe, np.ndarray]:
     if rotation in (90, 270):
         width, height = height, width
     try:
-        times = frame_times(path)
+        times, hidden = frame_times(path)
     except (av.FFmpegError, IndexError) as exc:
         raise Rejected(Reason.UNREADABLE, f"cannot demux video packets: {exc}") from exc
     if times.size == 0:
         raise Rejected(Reason.ZERO_LENGTH, "no video frames")
     indexed = int(video.get("nb_frames") or 0)
-    if indexed and times.size < 0.9 * indexed:
+    if indexed and times.size + hidden < 0.9 * indexed:
         raise Rejected(Reason.TRUNCATED, f"{times.size} of {indexed} indexed frames are in the file")
     fmt = info.get("format", {})
     duration = float(fmt.get("duration") or video.get("duration") or 0.0)

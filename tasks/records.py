@@ -20,6 +20,11 @@ class Reason(StrEnum):
     NOT_FOUND = "not_found"
     DOWNLOAD_FAILED = "download_failed"
     DUPLICATE = "duplicate"
+    BAD_MANIFEST = "bad_manifest"  # a manifest file, or one of its rows, that cannot be read
+    EMPTY_LISTING = "empty_listing"  # a playlist or channel that lists nothing to take
+    OUTSIDE_WINDOW = "outside_window"  # uploaded before ingest.since
+    DISK_BUDGET = "disk_budget"  # not downloaded: free space under ingest.min_free_gb (retried next run)
+    FORGOTTEN = "forgotten"  # removed with `anytalker forget`; never taken again
     # sources
     EMPTY_FILE = "empty_file"
     UNREADABLE = "unreadable"
@@ -75,14 +80,33 @@ class Rejection:
 
 
 @dataclass(frozen=True)
-class InputItem:
-    """One input as the user gave it, resolved to a local path or a URL, or refused."""
+class Section:
+    """A time range of a video, in seconds on the original video's clock (a manifest's start/end)."""
 
-    input: str  # exactly as given (a path, a URL, or a line of a list file)
+    start_s: float
+    end_s: float
+
+    def label(self) -> str:
+        return f"{self.start_s:g}-{self.end_s:g}"
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One input as the user gave it, resolved to a local path or a URL, or refused.
+
+    `input` is the item's identity in the catalog: a path, a URL, a playlist entry
+    (`PAGE#item=K`), or a section (`URL#t=START,END`, the W3C media-fragment form).
+    """
+
+    input: str  # exactly as given, or as a listing or manifest row named it
     path: str | None = None  # local file to read
     url: str | None = None  # http(s) URL to download
     refused: Reason | None = None
     detail: str = ""
+    section: Section | None = None  # only this range is fetched; clip times stay on the original clock
+    playlist_item: int | None = None  # 1-based entry of the page at `url` (entries without their own URL)
+    archive_key: str | None = None  # "extractor id", when a listing already told us
+    origin: dict = field(default_factory=dict)  # where it was listed: playlist URL, manifest and line, face box
 
 
 @dataclass(frozen=True)
@@ -93,6 +117,9 @@ class Acquired:
     path: str
     source_id: str
     size_bytes: int
+    section: Section | None = None  # the file is this range of the original video (its t=0 is section.start_s)
+    provenance: dict = field(default_factory=dict)  # url, extractor, id, title, uploader, licence, ...
+    downloaded: bool = False  # the file is ours (a download), not the user's
 
 
 @dataclass(frozen=True)
@@ -138,13 +165,23 @@ class ClipPlan:
     clip_id: str
     shot_index: int
     piece_index: int
-    start_s: float
+    start_s: float  # on the original video's clock
     end_s: float
     rejected: Reason | None = None
+    offset_s: float = 0.0  # the source file's t=0 on that clock (a section's start; 0 for whole videos)
 
     @property
     def length_s(self) -> float:
         return self.end_s - self.start_s
+
+    @property
+    def file_start_s(self) -> float:
+        """Start in the source file's own time, where ffmpeg cuts."""
+        return self.start_s - self.offset_s
+
+    @property
+    def file_end_s(self) -> float:
+        return self.end_s - self.offset_s
 
 
 @dataclass(frozen=True)

@@ -63,15 +63,22 @@ def shots_from_cuts(cut_frames: list[int], times: np.ndarray) -> list[Shot]:
     return shots
 
 
-def plan_clips(source_id: str, shots: list[Shot], config: SplitConfig, fps: float) -> list[ClipPlan]:
-    """One plan per clip: short shots rejected as too_short, long ones cut into equal pieces."""
+def plan_clips(
+    source_id: str, shots: list[Shot], config: SplitConfig, fps: float, offset_s: float = 0.0
+) -> list[ClipPlan]:
+    """One plan per clip: short shots rejected as too_short, long ones cut into equal pieces.
+
+    Shots are in the source file's time; plans (and so clip ids) are on the original video's
+    clock, `offset_s` later, so a section fetched from 6.0 s gives clips from 6.0 s on.
+    """
     plans: list[ClipPlan] = []
     for shot in shots:
         if shot.length_s < config.min_clip_s:
+            start, end = round(offset_s + shot.start_s, 6), round(offset_s + shot.end_s, 6)
             plans.append(
                 ClipPlan(
-                    clip_id_for(source_id, shot.start_s, shot.end_s, fps),
-                    shot.index, 0, shot.start_s, shot.end_s, rejected=Reason.TOO_SHORT,
+                    clip_id_for(source_id, start, end, fps),
+                    shot.index, 0, start, end, rejected=Reason.TOO_SHORT, offset_s=offset_s,
                 )
             )
             continue
@@ -82,8 +89,8 @@ def plan_clips(source_id: str, shots: list[Shot], config: SplitConfig, fps: floa
         first = 0
         for k in range(pieces):
             frames = total // pieces + (1 if k < total % pieces else 0)
-            start = round(shot.start_s + first / fps, 6)
-            end = round(shot.start_s + (first + frames) / fps, 6)
-            plans.append(ClipPlan(clip_id_for(source_id, start, end, fps), shot.index, k, start, end))
+            start = round(offset_s + shot.start_s + first / fps, 6)
+            end = round(offset_s + shot.start_s + (first + frames) / fps, 6)
+            plans.append(ClipPlan(clip_id_for(source_id, start, end, fps), shot.index, k, start, end, offset_s=offset_s))
             first += frames
     return plans

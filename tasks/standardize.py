@@ -48,7 +48,7 @@ def build_command(
     """The ffmpeg command that cuts `plans` into `outputs` in one pass over their span."""
     fps = config.fps
     rate = config.audio_rate
-    seek = max(0.0, min(p.start_s for p in plans) - SEEK_MARGIN_S)
+    seek = max(0.0, min(p.file_start_s for p in plans) - SEEK_MARGIN_S)
     n = len(plans)
     graph: list[str] = []
     vsplit = "".join(f"[v{i}]" for i in range(n))
@@ -60,7 +60,7 @@ def build_command(
     for i, plan in enumerate(plans):
         frames = _frames(plan, fps)
         samples = int(round(frames / fps * rate))
-        s, e = plan.start_s, plan.end_s
+        s, e = plan.file_start_s, plan.file_end_s
         graph.append(
             f"[v{i}]trim=start={s:.6f}:end={e + 1.0 / fps:.6f},setpts=PTS-{s:.6f}/TB,"
             f"fps={fps:g}:start_time=0,tpad=stop_mode=clone:stop=2,trim=end_frame={frames},"

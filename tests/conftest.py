@@ -142,3 +142,109 @@ def published_events(name: str, payload_key: str, value: str, settle_s: float = 
         time.sleep(1)
     time.sleep(settle_s / 6)
     return matching()
+
+
+class LocalSite:
+    """A web server on loopback for scraping tests: serves a folder with byte ranges (as real
+    servers do, and as ffmpeg needs to read a section of an mp4), logs every request, and
+    answers scripted statuses for chosen paths (e.g. 429 with Retry-After, then the file)."""
+
+    def __init__(self, root: Path) -> None:
+        import functools
+        import http.server
+        import re
+        import threading
+        import time
+
+        self.root = root
+        self.requests: list[dict] = []  # path, method, time, headers
+        self.script: dict[str, list[tuple[int, dict]]] = {}  # path -> statuses to answer first
+        self.media_delay_s = 0.0  # answer each media request this much later (downloads overlap)
+        self.in_flight = 0
+        self.max_in_flight = 0  # media requests served at once, at most
+        lock = threading.Lock()
+        site = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _scripted(self) -> bool:
+                site.requests.append({"path": self.path, "method": self.command, "time": time.monotonic(),
+                                      "headers": dict(self.headers)})  # fmt: skip
+                queue = site.script.get(self.path.split("?")[0])
+                if not queue:
+                    return False
+                status, headers = queue.pop(0)
+                self.send_response(status)
+                for key, value in {"Content-Length": "0", **headers}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                return True
+
+            def do_GET(self) -> None:
+                media = self.path.split("?")[0].endswith(".mp4")
+                with lock:
+                    site.in_flight += media
+                    site.max_in_flight = max(site.max_in_flight, site.in_flight)
+                try:
+                    if media:
+                        time.sleep(site.media_delay_s)
+                    super().do_GET()
+                finally:
+                    with lock:
+                        site.in_flight -= media
+
+            def send_head(self):  # noqa: ANN202 - http.server's own hook
+                if self._scripted():
+                    return None
+                path = self.translate_path(self.path)
+                wanted = re.match(r"bytes=(\d*)-(\d*)$", self.headers.get("Range", ""))
+                if not wanted or not Path(path).is_file():
+                    return super().send_head()
+                size = Path(path).stat().st_size
+                a = int(wanted.group(1)) if wanted.group(1) else size - int(wanted.group(2))
+                b = min(int(wanted.group(2)), size - 1) if wanted.group(1) and wanted.group(2) else size - 1
+                handle = open(path, "rb")  # noqa: SIM115 - http.server closes what send_head returns
+                handle.seek(a)
+                self.send_response(206)
+                self.send_header("Content-Type", self.guess_type(path))
+                self.send_header("Content-Range", f"bytes {a}-{b}/{size}")
+                self.send_header("Content-Length", str(b - a + 1))
+                self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+                self._left = b - a + 1
+                return handle
+
+            def copyfile(self, source, outputfile) -> None:  # noqa: ANN001
+                left = getattr(self, "_left", None)
+                if left is None:
+                    return super().copyfile(source, outputfile)
+                while left > 0 and (chunk := source.read(min(1 << 16, left))):
+                    outputfile.write(chunk)
+                    left -= len(chunk)
+                return None
+
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+                pass  # ffmpeg and yt-dlp hang up mid-body once they have what they need
+
+        self._server = Server(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def hits(self, path: str, method: str = "GET") -> list[dict]:
+        return [r for r in self.requests if r["path"].split("?")[0] == path and r["method"] == method]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[LocalSite]:
+    root = tmp_path / "site"
+    root.mkdir()
+    server = LocalSite(root)
+    yield server
+    server.close()

@@ -71,7 +71,9 @@ def test_curate_then_report_on_the_embedded_server(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     assert (work / ".prefect").is_dir()  # embedded Prefect keeps its database beside the work
     data = json.loads(_run("report", str(work), "--json").stdout)
-    assert set(data) == {"counts", "items"}
+    assert set(data) == {"counts", "items", "sources", "listings"}
+    (source,) = [s for s in data["sources"] if s["input"].endswith("talk.mp4")]
+    assert source["provenance"]["extractor"] == "local" and source["clips"] == 1 and data["listings"] == []
     assert data["counts"]["accepted"] == 1 and data["counts"]["rejected"] == 1
     for item in data["items"]:
         assert set(item) == {"source", "clip", "start", "end", "verdict", "reason", "metrics"}

@@ -8,7 +8,7 @@ import pytest
 from conftest import make_video
 
 from tasks.config import IngestConfig
-from tasks.ingest import DownloadError, acquire, download, expand_inputs, hash_file
+from tasks.ingest import acquire, download_dir, expand_inputs, hash_file
 from tasks.records import Reason, Rejected
 
 
@@ -91,5 +91,9 @@ def test_http_download_with_yt_dlp(http_root: tuple[str, Path], tmp_path: Path) 
     assert hash_file(got.path) == hash_file(root / "clip.mp4")
     assert got.input == f"{base}/clip.mp4"
     assert not list((tmp_path / "work").rglob("*.part"))
-    with pytest.raises(DownloadError, match="404"):
-        download(f"{base}/missing.mp4", tmp_path / "dl", timeout_s=5)
+    assert got.provenance["extractor"] == "Generic" and got.provenance["url"] == f"{base}/clip.mp4" and got.downloaded
+    (missing,) = expand_inputs([f"{base}/missing.mp4"], IngestConfig())
+    with pytest.raises(Rejected, match="HTTP 404") as err:
+        acquire(missing, tmp_path / "work", IngestConfig(download_backoff_s=0.1))
+    assert err.value.reason is Reason.DOWNLOAD_FAILED and "tries" not in err.value.detail  # a 404 is not retried
+    assert not download_dir(tmp_path / "work", missing.input).exists()  # nothing half-written stays
