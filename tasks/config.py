@@ -54,7 +54,7 @@ class IngestConfig(_Section):
     )
     keep_sources: bool = Field(
         True, description="Keep downloaded sources after their clips are cut. false deletes each once its clips are "
-        "recorded (the catalog's archive still stops a rerun fetching it again; `recut` then needs a new fetch).",
+        "recorded (the catalog's archive still stops a rerun fetching it again).",
     )
     min_free_gb: float = Field(
         2.0, ge=0, description="No new download starts while the work directory's disk has less free space; those "

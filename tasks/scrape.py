@@ -189,6 +189,17 @@ def _entry_date(info: dict) -> str | None:
     return None
 
 
+def _embedded_file(entry: dict) -> str | None:
+    """The media file of a `<video>` the generic extractor found on a page (its best format).
+
+    Pages put new videos first; naming the entry by its file rather than its position keeps
+    what was fetched recognisable when a page changes."""
+    if entry.get("extractor_key") != "HTML5MediaEmbed":
+        return None
+    urls = [f.get("url") for f in entry.get("formats") or [] if str(f.get("url", "")).startswith(("http://", "https://"))]
+    return urls[-1] if urls else None
+
+
 def list_url(item: InputItem, config: IngestConfig) -> Listing:
     """List one URL flat. Raises yt-dlp's errors (the caller retries and records them)."""
     import yt_dlp
@@ -223,7 +234,9 @@ def list_url(item: InputItem, config: IngestConfig) -> Listing:
         if entry.get("_type") == "url" and entry.get("url"):
             url = entry.get("webpage_url") or entry["url"]
             entries.append(InputItem(url, url=url, archive_key=key, origin=origin))
-        else:  # resolved in the listing (a page's embedded videos): fetched as item K of the page
+        elif media := _embedded_file(entry):  # a page's <video>: the file's own URL, stable when the page changes
+            entries.append(InputItem(media, url=media, origin=origin))
+        else:  # resolved in the listing, without a URL of its own: fetched as item K of the page
             index = int(entry.get("playlist_index") or position)
             entries.append(InputItem(f"{item.url}#item={index}", url=item.url, playlist_item=index, archive_key=key,
                                      origin=origin))  # fmt: skip

@@ -160,8 +160,10 @@ class LocalSite:
         self.requests: list[dict] = []  # path, method, time, headers
         self.script: dict[str, list[tuple[int, dict]]] = {}  # path -> statuses to answer first
         self.media_delay_s = 0.0  # answer each media request this much later (downloads overlap)
-        self.in_flight = 0
-        self.max_in_flight = 0  # media requests served at once, at most
+        self.in_flight: dict[str, int] = {}  # media path -> requests being served
+        self.bytes_sent = 0  # body bytes written to clients (what a client reads before hanging up)
+        self.max_in_flight = 0  # distinct media files served at once, at most (one download may overlap
+        # its own requests: yt-dlp's probe of a file is still being answered when the download starts)
         lock = threading.Lock()
         site = self
 
@@ -183,17 +185,20 @@ class LocalSite:
                 return True
 
             def do_GET(self) -> None:
-                media = self.path.split("?")[0].endswith(".mp4")
-                with lock:
-                    site.in_flight += media
-                    site.max_in_flight = max(site.max_in_flight, site.in_flight)
+                path = self.path.split("?")[0]
+                media = path.endswith(".mp4")
+                if media:
+                    with lock:
+                        site.in_flight[path] = site.in_flight.get(path, 0) + 1
+                        site.max_in_flight = max(site.max_in_flight, sum(n > 0 for n in site.in_flight.values()))
                 try:
                     if media:
                         time.sleep(site.media_delay_s)
                     super().do_GET()
                 finally:
-                    with lock:
-                        site.in_flight -= media
+                    if media:
+                        with lock:
+                            site.in_flight[path] -= 1
 
             def send_head(self):  # noqa: ANN202 - http.server's own hook
                 if self._scripted():
@@ -218,12 +223,12 @@ class LocalSite:
 
             def copyfile(self, source, outputfile) -> None:  # noqa: ANN001
                 left = getattr(self, "_left", None)
-                if left is None:
-                    return super().copyfile(source, outputfile)
-                while left > 0 and (chunk := source.read(min(1 << 16, left))):
+                left = float("inf") if left is None else left
+                while left > 0 and (chunk := source.read(int(min(1 << 16, left)))):
                     outputfile.write(chunk)
                     left -= len(chunk)
-                return None
+                    with lock:
+                        site.bytes_sent += len(chunk)
 
         class Server(http.server.ThreadingHTTPServer):
             def handle_error(self, request, client_address) -> None:  # noqa: ANN001

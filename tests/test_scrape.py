@@ -63,7 +63,7 @@ def test_a_page_of_videos_expands_into_inputs_and_a_rerun_fetches_nothing(
     first = curate([page], str(work), _config(tmp_path))
     assert first["run"]["inputs"] == 3 and first["run"]["listed"] == 3
     items = _items(work)
-    assert sorted(items) == [f"{page}#item={k}" for k in (1, 2, 3)]
+    assert sorted(items) == [f"{site.base}/{v}" for v in talks]  # each <video> by its own file
     assert all(i["verdict"] == "accepted" for i in items.values())  # each curated into a clip
     gets = _media_gets(site)
     assert gets >= 3
@@ -143,13 +143,13 @@ def test_a_404_is_rejected_a_429_waits_for_retry_after_and_the_rest_go_on(
     curate([page], str(work), _config(tmp_path, user_agent="anytalker-test/1.0", cookies_file=str(cookies)))
 
     items = _items(work)
-    gone, busy = items[f"{page}#item=3"], items[f"{page}#item=4"]
+    gone, busy = items[f"{site.base}/gone.mp4"], items[f"{site.base}/busy.mp4"]
     assert gone["reason"] == "download_failed" and "HTTP 404" in gone["metrics"]["detail"]
     assert len(site.hits("/gone.mp4")) == 1  # final: not retried
     assert busy["verdict"] == "accepted"
     tries = site.hits("/busy.mp4")
     assert len(tries) >= 2 and tries[1]["time"] - tries[0]["time"] >= 2.0  # Retry-After honoured
-    assert all(items[f"{page}#item={k}"]["verdict"] == "accepted" for k in (1, 2))
+    assert all(items[f"{site.base}/{v}"]["verdict"] == "accepted" for v in talks[:2])
     # The user agent and the cookies reached the site; the secret is nowhere in what we keep.
     assert all(r["headers"].get("User-Agent") == "anytalker-test/1.0" for r in site.requests)
     assert any(secret in r["headers"].get("Cookie", "") for r in site.requests)
@@ -185,7 +185,7 @@ def test_disk_budget_keep_sources_and_forget(prefect_server, site: LocalSite, ta
     assert _media_gets(site) == gets and again["run"]["new_sources"] == 0 and again["run"]["skipped_fetched"] == 3
 
     # A takedown: the source, its clip and its analysis go; the rerun does not bring it back.
-    victim = f"{page}#item=2"
+    victim = f"{site.base}/{talks[1]}"
     clip_file = Path(_items(work)[victim]["metrics"]["path"])
     (gone,) = forget(work, victim)
     assert gone["inputs"] == [victim] and not clip_file.exists()
@@ -346,15 +346,15 @@ def test_the_nightly_scrape_deployment_over_a_playlist_and_a_manifest(
         night()
         work = Path(parameters["workdir"])
         items = _items(work)
-        assert sorted(items) == [f"{page}#item=1", f"{page}#item=2", f"{site.base}/{talks[2]}#t=0.5,4"]
+        assert sorted(items) == sorted([*(f"{site.base}/{v}" for v in talks[:2]), f"{site.base}/{talks[2]}#t=0.5,4"])
         assert all(i["verdict"] == "accepted" for i in items.values())
         gets = _media_gets(site)
 
         make_video(site.root / "v3.mp4", 5.0, size="160x120")  # uploaded during the day
-        _page(site, "channel.html", [*talks[:2], "v3.mp4"], title="A channel")
+        _page(site, "channel.html", ["v3.mp4", *talks[:2]], title="A channel")  # newest first, as sites list
         night()
     items = _items(work)
-    assert items[f"{page}#item=3"]["verdict"] == "accepted" and len(items) == 4
+    assert items[f"{site.base}/v3.mp4"]["verdict"] == "accepted" and len(items) == 4
     assert _media_gets(site) - gets == len(site.hits("/v3.mp4"))  # only the new video was downloaded
     with Catalog(work) as catalog:
         (listing,) = catalog.listings()
