@@ -13,12 +13,17 @@ frames (ffmpeg: `adelay` for late audio, `atrim` for early), runs the estimate o
   out_of_sync, re-align it (and how many end within 2 frames of the shift), or keep it as is;
 - per `verdict.uncertain_sync` policy: in-sync clips accepted, 10-frame copies rejected or
   re-aligned, 6- and 10-frame copies that pass out of sync;
-- the null: the confidence the estimate reports for each clip's mouth against every other
-  clip's audio (nothing to find there), against `verdict.min_sync_confidence`;
+- the null: the confidence and the z-score (sync_z) the estimate reports for each clip's mouth
+  against every other clip's audio (nothing to find there), against `verdict.min_sync_confidence`
+  and `verdict.min_sync_z`, beside the same figures of the in-sync clips;
 - with `--select`: how the estimate's pairs (tasks/sync.py PAIRS) were chosen, checked with
-  each clip held out. For every clip, the subset of all mouth-signal x band pairs that does
-  best on the other clips (first the 10-frame gate, then shifts followed to 1 frame, then
-  shifts found to 2 frames) is chosen, and scored on the held-out clip.
+  each clip held out. For every clip, the subset of all mouth-signal x audio-signal pairs (two
+  band envelopes and the phones' expected opening) that does best on the other clips (first
+  the 10-frame gate, then shifts followed to 1 frame, then shifts found to 2 frames) is chosen,
+  and scored on the held-out clip; and the same without the phone pairs, to show what they add.
+
+Phones: the speech worker transcribes each clip once; the transcript is force-aligned to each
+copy's own audio (tasks/phones.py), as curation does.
 
 The SyncNet backend is not measured here: no SyncNet weights exist offline, and random weights
 say nothing. Use `--backend syncnet --syncnet-model syncnet_v2.model` where you have them.
@@ -40,16 +45,9 @@ from tasks.clipmedia import ClipMedia, read_audio, read_clip
 from tasks.config import CurateConfig
 from tasks.faces import analyze_faces, resolve_face_models
 from tasks.landmarks import Landmarks, analyze_landmarks, resolve_landmarker
-from tasks.sync import (
-    BANDS_HZ,
-    MOUTH_SIGNALS,
-    PAIRS,
-    SyncEstimate,
-    combine,
-    estimate_offset,
-    pair_correlations,
-    syncnet_offset,
-)
+from tasks.phones import align_phones
+from tasks.speech import speech_worker
+from tasks.sync import AUDIO_SIGNALS, MOUTH_SIGNALS, PAIRS, PAIRS_WITHOUT_PHONES, PairCurves, SyncEstimate, combine, pair_correlations, syncnet_offset
 from tasks.syncnet import load_syncnet
 from tasks.verdict import judge_sync, sync_is_confident
 
@@ -70,47 +68,48 @@ def shifted_copy(clip: Path, frames: int, fps: float, out: Path) -> Path:
     return out
 
 
-def outcome(estimate: tuple[int, float], shift: int, rules) -> str:
+def outcome(estimate: SyncEstimate, shift: int, rules) -> str:
     """rejected, in_sync (re-aligned or already within 2 frames of true sync), or passes (out of sync)."""
-    offset, confidence = estimate
-    metrics = {"sync_offset_frames": offset, "sync_confidence": confidence}
+    offset = estimate.offset_frames
+    metrics = estimate.metrics()
     if judge_sync(metrics, rules) is not None:
         return "rejected"
     moved = offset if sync_is_confident(metrics, rules) else 0
     return "in_sync" if abs(shift - moved) <= 2 else "passes"
 
 
-def null_confidences(clips: list[tuple[ClipMedia, Landmarks]]) -> list[float]:
-    """Each clip's mouth against every other clip's audio, cut to the shorter of the two."""
+def null_estimates(clips: list[tuple[ClipMedia, Landmarks, str]]) -> list[tuple[float, SyncEstimate]]:
+    """(seconds, estimate) of each clip's mouth against every other clip's audio (and its phones),
+    cut to the shorter of the two."""
     out = []
-    for i, (media, landmarks) in enumerate(clips):
-        for j, (other, _) in enumerate(clips):
+    for i, (media, landmarks, _) in enumerate(clips):
+        for j, (other, _, transcript) in enumerate(clips):
             if i == j:
                 continue
             n = min(len(media.frames), int(len(other.audio) / other.rate * media.fps))
             cut = Landmarks(*(getattr(landmarks, f.name)[:n] for f in fields(Landmarks)))
-            mixed = replace(media, frames=media.frames[:n], audio=other.audio[: int(n / media.fps * media.rate)])
-            out.append(estimate_offset(mixed, cut).confidence)
+            audio = other.audio[: int(n / media.fps * media.rate)]
+            mixed = replace(media, frames=media.frames[:n], audio=audio)
+            out.append((n / media.fps, combine(pair_correlations(mixed, cut, phones=align_phones(audio, transcript)))))
     return out
 
 
-Curves = dict[tuple[str, int], np.ndarray]
+Pair = tuple[str, str]
 
 
-def subset_scores(subset: tuple, curves: list[dict[int, Curves]], max_offset: int) -> tuple[int, int, int]:
+def subset_scores(subset: tuple, curves: list[dict[int, PairCurves]], max_offset: int) -> tuple[int, int, int]:
     """(10-frame gate passed, shifts followed to 1 frame, shifts found to 2 frames) over clips, for one pair subset."""
     gate = followed = found = 0
     for clip in curves:
-        est = {s: combine([clip[s][p] for p in subset if p in clip[s]]).offset_frames for s in SHIFTS}
+        est = {s: combine(clip[s], use=subset).offset_frames for s in SHIFTS}
         gate += (abs(est[0]) <= max_offset) + sum(abs(est[s]) > max_offset or abs(est[s] - s) <= 2 for s in (-10, 10))
         followed += sum(abs(est[s] - est[0] - s) <= 1 for s in SHIFTS if s)
         found += sum(abs(est[s] - s) <= 2 for s in SHIFTS)
     return gate, followed, found
 
 
-def select_pairs(names: list[str], curves: list[dict[int, Curves]], max_offset: int) -> None:
+def select_pairs(names: list[str], curves: list[dict[int, PairCurves]], max_offset: int, candidates: list[Pair]) -> None:
     """Leave-one-clip-out check of the pair choice (see the module docstring)."""
-    candidates = [(signal, band) for signal in MOUTH_SIGNALS for band in range(len(BANDS_HZ))]
     subsets = [c for k in range(1, len(candidates) + 1) for c in itertools.combinations(candidates, k)]
     print(f"\n--select: {len(subsets)} subsets of {len(candidates)} pairs; held-out scores are "
           "(gate of 3: in-sync kept, both 10-frame copies caught; shifts followed to 1 frame of 6; found to 2 of 7)")
@@ -120,10 +119,11 @@ def select_pairs(names: list[str], curves: list[dict[int, Curves]], max_offset: 
         best = max(subsets, key=lambda s: subset_scores(s, rest, max_offset))
         held = subset_scores(best, [curves[i]], max_offset)
         total += held
-        print(f"  held out {name[:30]:30s} chose {' '.join(f'{s}x{BANDS_HZ[b][0]}-{BANDS_HZ[b][1]}' for s, b in best)}: {held}")
+        print(f"  held out {name[:30]:30s} chose {' '.join(f'{m}x{a}' for m, a in best)}: {held}")
     n = len(names)
     print(f"  held-out totals: gate {total[0]}/{3 * n}, followed {total[1]}/{6 * n}, found {total[2]}/{7 * n}")
-    for label, subset in (("PAIRS (in use)", PAIRS), ("all pairs", tuple(candidates))):
+    for label, subset in (("PAIRS (in use)", PAIRS), ("PAIRS_WITHOUT_PHONES", PAIRS_WITHOUT_PHONES),
+                          ("all pairs", tuple(candidates))):  # fmt: skip
         print(f"  {label} on all clips: {subset_scores(tuple(subset), curves, max_offset)}")
 
 
@@ -138,10 +138,11 @@ def main() -> None:
     rules = config.verdict
     model = load_syncnet(args.syncnet_model) if args.backend == "syncnet" else None
     clips = sorted(p for pattern in TALKING for p in args.videos.glob(pattern))
-    rows: dict[int, list[tuple[int, float]]] = defaultdict(list)
-    analysed: list[tuple[ClipMedia, Landmarks]] = []
-    every_pair = [(signal, band) for signal in MOUTH_SIGNALS for band in range(len(BANDS_HZ))]
-    curves: list[dict[int, Curves]] = []
+    rows: dict[int, list[SyncEstimate]] = defaultdict(list)
+    analysed: list[tuple[ClipMedia, Landmarks, str]] = []
+    every_pair = [(signal, cue) for signal in MOUTH_SIGNALS for cue in AUDIO_SIGNALS]
+    curves: list[dict[int, PairCurves]] = []
+    worker = speech_worker(config.speech)
     with tempfile.TemporaryDirectory() as tmp:
         for src in clips:
             clip = Path(tmp) / f"{src.stem}.mp4"
@@ -150,27 +151,30 @@ def main() -> None:
             media = read_clip(clip)
             faces = analyze_faces(media, resolve_face_models(config.faces.model), 5, 0.3)
             landmarks = analyze_landmarks(media, faces.boxes, resolve_landmarker(config.faces.landmarker))
-            analysed.append((media, landmarks))
+            transcript = worker.analyze_audio(media.audio).transcript
+            analysed.append((media, landmarks, transcript))
             line = []
             curves.append({})
             for shift in SHIFTS:
                 copy = clip if shift == 0 else shifted_copy(clip, shift, media.fps, Path(tmp) / f"{src.stem}.{shift}.mp4")
                 media = replace(media, audio=read_audio(copy))
-                est: SyncEstimate = (
-                    syncnet_offset(model, media, faces.boxes) if model is not None else estimate_offset(media, landmarks)
-                )
-                rows[shift].append((est.offset_frames, est.confidence))
-                if args.select:
-                    curves[-1][shift] = pair_correlations(media, landmarks, pairs=every_pair)
-                line.append(f"{shift:+d}->{est.offset_frames:+d} ({est.confidence:.2f})")
+                if model is not None:
+                    est = syncnet_offset(model, media, faces.boxes)
+                else:
+                    pairs = pair_correlations(media, landmarks, pairs=every_pair, phones=align_phones(media.audio, transcript))
+                    curves[-1][shift] = pairs
+                    est = combine(pairs)
+                rows[shift].append(est)
+                z = "" if est.z is None else f" z{est.z:.1f}"
+                line.append(f"{shift:+d}->{est.offset_frames:+d} ({est.confidence:.2f}{z})")
             print(f"{src.stem[:34]:34s} " + "  ".join(line), flush=True)
-    own = np.array([o for o, _ in rows[0]])
-    print(f"\n{len(clips)} clips; min_sync_confidence {rules.min_sync_confidence}, "
+    own = np.array([e.offset_frames for e in rows[0]])
+    print(f"\n{len(clips)} clips; min_sync_confidence {rules.min_sync_confidence}, min_sync_z {rules.min_sync_z}, "
           f"max_sync_offset_frames {rules.max_sync_offset_frames}, uncertain_sync {rules.uncertain_sync}")  # fmt: skip
     print("shift  mean|err|  within2  own+shift±1  confident  rejected  realigned(ok)  kept")
     for shift in SHIFTS:
-        est = np.array([o for o, _ in rows[shift]])
-        conf = np.array([c >= rules.min_sync_confidence for _, c in rows[shift]])
+        est = np.array([e.offset_frames for e in rows[shift]])
+        conf = np.array([sync_is_confident(e.metrics(), rules) for e in rows[shift]])
         err = np.abs(est - shift)
         rel = "      -    " if shift == 0 else f"{np.mean(np.abs(est - own - shift) <= 1):9.0%}  "
         rejected = np.array([outcome(r, shift, rules) == "rejected" for r in rows[shift]])
@@ -189,15 +193,26 @@ def main() -> None:
               f"10-frame copies rejected or re-aligned {sum(x != 'passes' for x in ten)}/{len(ten)}; "
               f"6- or 10-frame copies that pass out of sync {bad.count('passes')}/{len(bad)}")  # fmt: skip
     if model is None:
-        null = np.array(null_confidences(analysed))
-        matched = np.array([c for _, c in rows[0]])
-        print(f"null (mouth of one clip, audio of another; {len(null)} pairs): confidence median {np.median(null):.2f}, "
-              f"90th percentile {np.quantile(null, 0.9):.2f}, 95th {np.quantile(null, 0.95):.2f}; "
-              f"{np.mean(null >= rules.min_sync_confidence):.0%} reach min_sync_confidence "
-              f"(in-sync clips: median {np.median(matched):.2f}, {np.mean(matched >= rules.min_sync_confidence):.0%} "
-              f"reach it)")  # fmt: skip
+        timed = null_estimates(analysed)
+        null = [e for _, e in timed]
+        for label, key, limit in (("confidence", "confidence", rules.min_sync_confidence), ("z", "z", rules.min_sync_z)):
+            nv = np.array([getattr(e, key) for e in null if getattr(e, key) is not None])
+            mv = np.array([getattr(e, key) for e in rows[0] if getattr(e, key) is not None])
+            print(f"null (mouth of one clip, audio of another; {len(nv)} pairs): {label} median {np.median(nv):.2f}, "
+                  f"90th percentile {np.quantile(nv, 0.9):.2f}, 95th {np.quantile(nv, 0.95):.2f}; "
+                  f"{np.mean(nv >= limit):.0%} reach {limit} (in-sync clips: median {np.median(mv):.2f}, "
+                  f"{np.mean(mv >= limit):.0%} reach it)")  # fmt: skip
+            for name, keep in (("under 6 s", lambda t: t < 6), ("6 s or more", lambda t: t >= 6)):
+                part = np.array([getattr(e, key) for t, e in timed if keep(t) and getattr(e, key) is not None])
+                print(f"    null pairs {name} ({len(part)}): {label} 95th percentile {np.quantile(part, 0.95):.2f}, "
+                      f"{np.mean(part >= limit):.0%} reach {limit}")  # fmt: skip
+        judged = [sync_is_confident(e.metrics(), rules) for e in null]
+        print(f"null pairs the rules judge confident: {np.mean(judged):.0%}")
     if args.select:
-        select_pairs([c.stem for c in clips], curves, rules.max_sync_offset_frames)
+        select_pairs([c.stem for c in clips], curves, rules.max_sync_offset_frames, every_pair)
+        no_phones = [p for p in every_pair if p[1] != "phones"]
+        print("\nthe same without the phone pairs:")
+        select_pairs([c.stem for c in clips], curves, rules.max_sync_offset_frames, no_phones)
 
 
 if __name__ == "__main__":

@@ -20,12 +20,12 @@ from flows.events import shards_published
 from flows.progress import RunProgress
 from flows.reporting import publish_shard_artifacts
 from shards.writer import EncodedSample, ShardWriter, encode_sample, write_index
-from tasks.analyze import sidecar_base
 from tasks.catalog import Catalog
 from tasks.clip_library import LibraryClip, load_library
 from tasks.config import CurateConfig, load_config
 from tasks.identities import assign_identities, split_identities
-from tasks.multiperson import MultiPersonResult, analyze_multiperson, is_candidate, load_result, save_result
+from tasks.stage2.store import record_result, stored_results
+from tasks.stage2.ties import MultiPersonResult, analyze_multiperson, is_candidate
 from tasks.shard_plan import PlannedSample, plan_samples, render_sample
 
 
@@ -44,27 +44,14 @@ def render_task(
 
 def _stage2(runner, candidates: list[LibraryClip], work: Path, config: CurateConfig, logger) -> dict[str, MultiPersonResult]:
     """Stage-2 results of every candidate: from an earlier run when recorded, else analysed now."""
+    results, todo = stored_results(work, candidates)
+    futures = {clip.clip_id: (clip, runner.submit(stage2_task, {"clip": clip, "config": config})) for clip in todo}
     with Catalog(work) as catalog:
-        done = catalog.stage2_rows()
-    results: dict[str, MultiPersonResult] = {}
-    futures = {}
-    for clip in candidates:
-        arrays = sidecar_base(work, clip.source_id, clip.clip_id).with_suffix(".stage2.npz")
-        row = done.get(clip.clip_id)
-        if row is not None and (row["verdict"] == "rejected" or arrays.is_file()):
-            if row["verdict"] == "accepted":
-                results[clip.clip_id] = load_result(str(arrays), clip.clip_id, json.loads(row["metrics"]))
-            continue
-        futures[clip.clip_id] = runner.submit(stage2_task, {"clip": clip, "config": config})
-    by_id = {c.clip_id: c for c in candidates}
-    with Catalog(work) as catalog:
-        for clip_id, future in futures.items():
+        for clip_id, (clip, future) in futures.items():
             result = future.result()
-            clip = by_id[clip_id]
+            record_result(catalog, work, clip, result)
             if result.rejected is None:
-                save_result(str(sidecar_base(work, clip.source_id, clip_id).with_suffix(".stage2.npz")), result)
                 results[clip_id] = result
-            catalog.record_stage2(clip_id, result.metrics, result.rejected, result.detail)
             logger.info("stage 2 %s: %s %s", clip_id, result.rejected or "accepted", result.detail)
     return results
 

@@ -1,11 +1,14 @@
-"""The per-clip analysis chain: decode once, then faces, lips and eyes, quality, speech, sync,
-and the verdict. Per-frame arrays go to a sidecar `.npz` (boxes, mouth, eye points, identity
+"""The per-clip analysis chain: decode once, then faces, quality, speech, singing (held notes),
+who speaks (Light-ASD, when its weights are given), lips and eyes, sync (with phone timing for
+English), and the verdict. Per-frame arrays go to a
+sidecar `.npz` (boxes, Light-ASD scores, mouth, eye points, identity
 embedding) and the transcript to a sidecar `.json`, both written atomically beside the catalog.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from contextlib import contextmanager
@@ -14,12 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks.asd import face_scores, light_asd, speaking_share
 from tasks.clipmedia import read_clip
 from tasks.config import CurateConfig
 from tasks.faces import analyze_faces, face_analysis, resolve_face_models, sample_step
 from tasks.landmarks import analyze_landmarks, resolve_landmarker
+from tasks.phones import align_phones
 from tasks.quality import analyze_quality
 from tasks.records import Reason
+from tasks.singing import analyze_singing
 from tasks.speech import speech_worker
 from tasks.sync import estimate_offset, shift_audio, syncnet_offset
 from tasks.syncnet import load_syncnet
@@ -61,6 +67,11 @@ def check_models(config: CurateConfig) -> None:
     face_analysis(resolve_face_models(config.faces.model))
     resolve_landmarker(config.faces.landmarker)
     speech_worker(config.speech)
+    if light_asd(config.speaker.model) is None:
+        logging.getLogger(__name__).warning(
+            "who-speaks check left out: no Light-ASD weights (speaker.model or ANYTALKER_LIGHT_ASD); "
+            "not_the_speaker is not judged and stage 2 ties voices by mouth motion"
+        )
     if config.sync.backend == "syncnet":
         _syncnet(config)
 
@@ -91,8 +102,20 @@ def analyze_clip(path: str | Path, source_id: str, clip_id: str, workdir: Path, 
     with _timed(seconds, "speech"):
         speech = speech_worker(config.speech).analyze_audio(media.audio)
     metrics.update(speech.metrics())
+    if speech.speech_regions:
+        with _timed(seconds, "singing"):
+            metrics.update(analyze_singing(media.audio, speech.speech_regions, media.rate).metrics())
     landmarks = None
     sync = None
+    phones = None
+    speaking = None
+    asd = light_asd(config.speaker.model)
+    if asd is not None and faces.embedding is not None and speech.speech_regions:
+        with _timed(seconds, "speaker"):
+            speaking = face_scores(asd, media.frames, media.fps, faces.boxes / media.scale, media.audio, media.rate)
+        share = speaking_share(speaking, speech.speech_regions, media.fps)
+        if share is not None:
+            metrics["face_speaking"] = round(share, 3)
     if faces.embedding is not None:
         with _timed(seconds, "landmarks"):
             landmarks = analyze_landmarks(media, faces.boxes, resolve_landmarker(config.faces.landmarker))
@@ -102,7 +125,9 @@ def analyze_clip(path: str | Path, source_id: str, clip_id: str, workdir: Path, 
                 if config.sync.backend == "syncnet":
                     sync = syncnet_offset(_syncnet(config), media, faces.boxes, config.sync.search_frames)
                 else:
-                    sync = estimate_offset(media, landmarks, config.sync.search_frames)
+                    english = (speech.language or "").startswith("en") and config.sync.phones
+                    phones = align_phones(media.audio, speech.transcript, media.rate) if english else None
+                    sync = estimate_offset(media, landmarks, config.sync.search_frames, phones)
             metrics.update(sync.metrics())
     rejected = judge(metrics, config.verdict)
     if rejected is None and sync is not None and sync.offset_frames and sync_is_confident(metrics, config.verdict):
@@ -112,6 +137,8 @@ def analyze_clip(path: str | Path, source_id: str, clip_id: str, workdir: Path, 
     arrays = {"boxes": faces.boxes}
     if faces.embedding is not None:
         arrays["embedding"] = faces.embedding
+    if speaking is not None:
+        arrays["speaking"] = speaking  # Light-ASD logit per frame: > 0, the face is the one speaking
     if landmarks is not None:
         arrays.update(
             mouth_open=landmarks.mouth_open, jaw_open=landmarks.jaw_open, lip_motion=landmarks.lip_motion,
@@ -121,6 +148,7 @@ def analyze_clip(path: str | Path, source_id: str, clip_id: str, workdir: Path, 
     text = {
         "transcript": speech.transcript, "language": speech.language, "words": speech.words, "turns": speech.turns,
         "speech_regions": speech.speech_regions, "sync_distances": sync.distances if sync else [],
+        "phones": [[p.name, round(p.start_s, 3), round(p.end_s, 3)] for p in phones or []],
     }  # fmt: skip
     _atomic_write(base.with_suffix(".json"), lambda fh: fh.write(json.dumps(text).encode()))
     return ClipAnalysis(clip_id, metrics, rejected, str(base), seconds)

@@ -12,6 +12,8 @@ crops at 25 fps, 13 MFCC at 100 frames/s (4 per video frame); scores averaged ov
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,9 @@ from torch import nn
 from tasks.benchmark import speaking_mask
 
 FPS = 25.0
+MODEL_ENV = "ANYTALKER_LIGHT_ASD"
+_LOADED: dict[str, LightASD] = {}
+_LOCK = threading.Lock()
 
 
 def _bn(channels: int, dims: int) -> nn.Module:
@@ -151,6 +156,23 @@ def load_light_asd(path: str | Path) -> LightASD:
     return model.eval()
 
 
+def light_asd(configured: str | None) -> LightASD | None:
+    """The process's Light-ASD (the environment wins over the config), loaded once; None when
+    neither names one, so curation runs without the who-speaks checks rather than failing."""
+    from tasks.faces import ModelsMissing
+
+    path = os.environ.get(MODEL_ENV) or configured
+    if not path:
+        return None
+    with _LOCK:
+        if path not in _LOADED:
+            try:
+                _LOADED[path] = load_light_asd(Path(path).expanduser())
+            except FileNotFoundError as exc:
+                raise ModelsMissing(f"{exc}; set speaker.model in the config or {MODEL_ENV}") from exc
+        return _LOADED[path]
+
+
 def mfcc_100hz(audio: np.ndarray, rate: int = 16000) -> np.ndarray:
     """13 MFCC at 100 frames/s (25 ms windows), as Light-ASD's authors compute them: on 16-bit
     sample values (they read the wav as int16), which sets the level of the energy coefficient;
@@ -232,3 +254,23 @@ def who_speaks(model: LightASD, frames: np.ndarray, fps: float, boxes: np.ndarra
     judged = scores > 0
     silent = ~truth
     return WhoSpeaks(float((judged == truth).mean()), float(judged[silent].mean()) if silent.any() else None, scores)
+
+
+def face_scores(model: LightASD, frames: np.ndarray, fps: float, boxes: np.ndarray, audio: np.ndarray,
+                rate: int = 16000) -> np.ndarray:  # fmt: skip
+    """(T,) speaking logits of one face track per video frame (`boxes` in the pixels of
+    `frames`), against the audio the clip plays. Computed at Light-ASD's 25 fps and read back at
+    the clip's rate; all below zero (not speaking) when there is too little audio to judge."""
+    if len(audio) < rate // 10 or np.isnan(boxes[:, 0]).all():
+        return np.full(len(frames), -10.0, np.float32)
+    frames25, boxes25 = at_25fps(frames, boxes, fps)
+    scores = speaking_scores(model, face_crops_112(frames25, boxes25), mfcc_100hz(audio, rate))
+    index = np.minimum(((np.arange(len(frames)) + 0.5) / fps * FPS).astype(int), len(scores) - 1)
+    return scores[index].astype(np.float32)
+
+
+def speaking_share(scores: np.ndarray, regions: list[list[float]], fps: float) -> float | None:
+    """The share of the voiced frames (the VAD's regions) in which the face is judged speaking
+    (logit > 0, the network's own decision); None when nothing is voiced."""
+    voiced = speaking_mask([(float(r[0]), float(r[1])) for r in regions], len(scores), fps)
+    return float((scores[voiced] > 0).mean()) if voiced.any() else None

@@ -1,6 +1,6 @@
 """A team's own interactivity benchmark from its curated real multi-person clips.
 
-Every clip that stage 2 accepted (each voice tied to a face, tasks/multiperson.py) becomes an
+Every clip that stage 2 accepted (each voice tied to a face, tasks/stage2/) becomes an
 item in AnyTalker's layout (tasks/benchmark.py): its first frame as the reference, one audio
 track per face (that face's voice, zero elsewhere), each face's speaking intervals, and the clip
 itself as the real recording. No released project offers this for a team's own footage.
@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
-from tasks.analyze import sidecar_base
 from tasks.benchmark import BenchmarkItem, mask_intervals, write_benchmark
 from tasks.catalog import Catalog
 from tasks.clip_library import load_library
 from tasks.clipmedia import first_frame, read_audio
-from tasks.multiperson import load_result, voice_tracks
+from tasks.stage2.render import voice_tracks
+from tasks.stage2.store import arrays_path, load_result
 
 
 def build_benchmark(workdir: str | Path, out: str | Path) -> tuple[list[BenchmarkItem], list[str]]:
@@ -31,7 +30,7 @@ def build_benchmark(workdir: str | Path, out: str | Path) -> tuple[list[Benchmar
         if row["verdict"] != "accepted":
             continue
         clip = clips.get(clip_id)
-        arrays = sidecar_base(workdir, clip.source_id, clip_id).with_suffix(".stage2.npz") if clip else None
+        arrays = arrays_path(workdir, clip) if clip else None
         if clip is None or not arrays.is_file():
             skipped.append(f"{clip_id}: its clip or stage-2 arrays are gone")
             continue

@@ -158,6 +158,19 @@ class SpeechConfig(_Section):
         0.3, gt=0, le=1, description="A voice cluster counts as a speaker when it holds this share of the speech."
     )
     threads: int = Field(2, ge=1)
+    startup_timeout_s: float = Field(
+        900, gt=0, description="How long the worker may take to load its models (a cold machine takes minutes); it "
+        "fails sooner only if the worker process dies.",
+    )
+
+
+class SpeakerConfig(_Section):
+    """Who speaks: Light-ASD (an audio-visual active-speaker detector) on every frame of a face."""
+
+    model: str | None = Field(
+        None, description="Light-ASD weights (lightasd_finetuning_TalkSet.model; ANYTALKER_LIGHT_ASD wins). "
+        "Without them not_the_speaker is not checked and stage 2 ties voices to faces by mouth motion alone.",
+    )
 
 
 class SyncConfig(_Section):
@@ -166,6 +179,10 @@ class SyncConfig(_Section):
     backend: Literal["estimate", "syncnet"] = Field("estimate", description="estimate needs no weights.")
     syncnet_model: str | None = Field(None, description="Official syncnet_v2.model file, for backend: syncnet.")
     search_frames: int = Field(15, ge=1, le=30, description="Offsets searched: +-this many frames.")
+    phones: bool = Field(
+        True, description="Estimate: add the phone-timing cue (the transcript force-aligned with pocketsphinx; English "
+        "speech only)."
+    )
 
 
 class VerdictConfig(_Section):
@@ -177,10 +194,22 @@ class VerdictConfig(_Section):
     max_yaw_deg: float = Field(45, ge=0, le=90, description="profile above this median |yaw|.")
     min_speech_ratio: float = Field(0.5, ge=0, le=1, description="no_speech below this share of the clip.")
     max_speakers: int = Field(1, ge=1, description="multi_speaker above this many voices.")
+    max_held_pitch: float = Field(
+        0.5, ge=0, le=1, description="singing above this share of the voiced speech on held notes (talk: 0.00-0.39 "
+        "on real recordings; sung notes 0.6-0.97; README)."
+    )
+    min_face_speaking: float = Field(
+        0.5, ge=0, le=1, description="not_the_speaker below this share of the speech in which Light-ASD judges the "
+        "visible face to be speaking (voice-over, narration over a listener, a photo). README has the measurements.",
+    )
     max_sync_offset_frames: int = Field(6, ge=0, description="out_of_sync beyond this |offset|.")
     min_sync_confidence: float = Field(
-        0.3, ge=0, description="Below this the sync estimate is uncertain and never moves audio (8% of unrelated "
-        "mouth/audio pairs reach 0.3 with the weight-free estimate; README)."
+        0.3, ge=0, description="SyncNet backend: below this confidence the sync estimate is uncertain and never moves "
+        "audio."
+    )
+    min_sync_z: float = Field(
+        3.0, description="Weight-free estimate: below this sync_z (its confidence in standard deviations of the clip's "
+        "own null) it is uncertain and never moves audio (README has how often unrelated mouth/audio pairs reach it)."
     )
     uncertain_sync: Literal["keep", "offset", "reject"] = Field(
         "offset",
@@ -221,7 +250,7 @@ class ComposeConfig(_Section):
 
 
 class MultipersonConfig(_Section):
-    """Stage 2: real multi-person clips, each speaker tied to a face by lip motion."""
+    """Stage 2: real multi-person clips, each speaker tied to a face (Light-ASD, else lip motion)."""
 
     min_faces: int = Field(2, ge=2, description="Stable faces needed.")
     max_faces: int = Field(4, ge=2, description="More stable faces than this: rejected as too_many_faces.")
@@ -234,6 +263,14 @@ class MultipersonConfig(_Section):
         0.1, ge=-1, le=1, description="A speaker's face: its mouth motion correlates with the speaker's voice at least this much."
     )
     min_tie_margin: float = Field(0.1, ge=0, description="...and beats the runner-up face by this much correlation.")
+    min_tie_logit: float = Field(
+        0.0, description="With Light-ASD: a speaker's face has a mean speaking logit of at least this over the speaker's "
+        "frames (0: the network's own speaking / not-speaking boundary).",
+    )
+    min_tie_logit_margin: float = Field(
+        1.0, ge=0, description="...and its turn contrast (logit in the speaker's frames minus in the other speakers') "
+        "beats the runner-up face's by this many logits.",
+    )
 
 
 class ShardsConfig(_Section):
@@ -275,6 +312,7 @@ class CurateConfig(_Section):
     standardize: StandardizeConfig = Field(default_factory=StandardizeConfig)
     faces: FacesConfig = Field(default_factory=FacesConfig)
     speech: SpeechConfig = Field(default_factory=SpeechConfig)
+    speaker: SpeakerConfig = Field(default_factory=SpeakerConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     verdict: VerdictConfig = Field(default_factory=VerdictConfig)
     compose: ComposeConfig = Field(default_factory=ComposeConfig)

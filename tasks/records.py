@@ -45,7 +45,9 @@ class Reason(StrEnum):
     FACE_LOST = "face_lost"
     PROFILE = "profile"
     NO_SPEECH = "no_speech"
+    SINGING = "singing"  # the voice holds notes: singing or music, not talk
     MULTI_SPEAKER = "multi_speaker"
+    NOT_THE_SPEAKER = "not_the_speaker"  # the voice is not the visible face's (Light-ASD)
     OUT_OF_SYNC = "out_of_sync"
     BLURRY = "blurry"
     TOO_DARK = "too_dark"

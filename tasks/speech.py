@@ -11,9 +11,11 @@ import atexit
 import base64
 import json
 import os
+import selectors
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,12 +64,32 @@ class SpeechWorker:
             [str(speech_python(config)), str(WORKER), json.dumps(options)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=sys.stderr, text=True, bufsize=1,
         )  # fmt: skip
-        ready = json.loads(self._proc.stdout.readline() or '{"ready": false, "error": "the worker exited"}')
+        ready = self._wait_ready(config.startup_timeout_s)
         if not ready.get("ready"):
             self.close()
             raise SpeechUnavailable(f"speech worker could not load its models: {ready.get('error')}")
         self._lock = threading.Lock()
         self._next = 0
+
+    def _wait_ready(self, timeout_s: float) -> dict:
+        """The worker's first line. A cold machine may take minutes to import torch and load the
+        models, so this waits as long as the process lives (up to `timeout_s`), and fails only
+        when it died, saying so, or when it is truly stuck."""
+        deadline = time.monotonic() + timeout_s
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._proc.stdout, selectors.EVENT_READ)
+            while not selector.select(timeout=1.0):
+                if self._proc.poll() is not None:
+                    break
+                if time.monotonic() > deadline:
+                    self._proc.kill()
+                    self._proc.wait()
+                    return {"ready": False, "error": f"no answer after {timeout_s:.0f} s (speech.startup_timeout_s)"}
+        line = self._proc.stdout.readline()
+        if not line:
+            code = self._proc.wait()
+            return {"ready": False, "error": f"the worker exited with code {code} while starting (its messages are above)"}
+        return json.loads(line)
 
     def analyze(self, path: str | Path) -> SpeechResult:
         """Speech of an audio or video file (the worker decodes it)."""
@@ -96,9 +118,14 @@ class SpeechWorker:
         )  # fmt: skip
 
     def close(self) -> None:
+        """Ask the worker to finish (end of its input), and stop it if it does not within 30 s."""
         if self._proc.poll() is None:
             self._proc.stdin.close()
-            self._proc.wait(timeout=30)
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
 
 
 _WORKERS: dict[str, SpeechWorker] = {}

@@ -7,15 +7,22 @@ picture by that many frames. Two backends share this:
 
 - `syncnet`: the official SyncNet checkpoint format (tasks/syncnet.py), for users who have it;
   distance = mean Euclidean distance between lip and audio embeddings at that offset.
-- `estimate`: needs no weights. Distance = 1 - the mean Pearson correlation of four pairs of
-  per-frame signals, each high-passed by subtracting a 13-frame moving average: MediaPipe's
-  jawOpen against the 300-1000 Hz and the 1000-3000 Hz speech envelopes, and the inner-lip gap
-  and the lip-contour motion against the 1000-3000 Hz envelope. One pair alone is fooled by
+- `estimate`: needs no weights. Distance = 1 - the mean Pearson correlation of pairs of per-frame
+  signals, each high-passed by subtracting a 13-frame moving average: MediaPipe's jawOpen
+  against the 300-1000 Hz and the 1000-3000 Hz speech envelopes, the inner-lip gap and the
+  lip-contour motion against the 1000-3000 Hz envelope, and, for English speech, the mouth
+  opening that the force-aligned phones imply (tasks/phones.py). One pair alone is fooled by
   some faces (jawOpen alone misses every shift of video-retalking face_4, lip motion alone
-  those of PC-AVS Input_00002); on the ten talking clips of ../shared/data the mean of the
-  four follows every known audio shift to within a frame of the clip's own offset. The pairs were chosen there
-  among the 6 of MOUTH_SIGNALS x BANDS_HZ; `benchmarks/sync_shift.py --select` repeats the
-  choice with each clip held out (figures in the README).
+  those of PC-AVS Input_00002); envelopes peak again a syllable away, phones (lips closed on
+  p, b, m) need not. The pairs were chosen among MOUTH_SIGNALS x AUDIO_SIGNALS;
+  `benchmarks/sync_shift.py --select` repeats the choice with each clip held out (figures in
+  the README).
+
+Both report SyncNet's confidence (median distance minus the smallest). The estimate also
+reports `sync_z`: that confidence against the clip's own null, the same statistic with the
+audio signals rolled far (over two search ranges) past any real offset. A short clip's
+correlations swing more by chance than a long one's, so a fixed confidence threshold means a
+different thing at 4 s and at 15 s; a z-score over the clip's own chance does not.
 """
 
 from __future__ import annotations
@@ -37,9 +44,15 @@ class SyncEstimate:
     offset_frames: int
     confidence: float
     distances: list[float]  # per offset, from -search to +search
+    z: float | None = None  # the confidence in standard deviations of the clip's own null (estimate only)
+    cues: tuple[str, ...] = ()  # the audio signals it used (bands, phones)
 
     def metrics(self) -> dict:
-        return {"sync_offset_frames": self.offset_frames, "sync_confidence": round(self.confidence, 4)}
+        out = {"sync_offset_frames": self.offset_frames, "sync_confidence": round(self.confidence, 4)}
+        if self.cues:  # the weight-free estimate: z is None on a clip too short for its null
+            out["sync_z"] = None if self.z is None else round(self.z, 2)
+            out["sync_phones"] = "phones" in self.cues
+        return out
 
 
 def _from_distances(distances: np.ndarray, search: int) -> SyncEstimate:
@@ -68,9 +81,18 @@ def speech_band_envelope(audio: np.ndarray, rate: int, fps: float, n_frames: int
 
 BANDS_HZ = ((300, 1000), (1000, 3000))
 MOUTH_SIGNALS = ("jaw_open", "mouth_open", "lip_motion")  # Landmarks fields
-# (mouth signal, band index) pairs whose correlation curves are averaged; benchmarks/sync_shift.py
-# --select chooses among all MOUTH_SIGNALS x BANDS_HZ pairs.
-PAIRS = (("jaw_open", 0), ("jaw_open", 1), ("mouth_open", 1), ("lip_motion", 1))
+AUDIO_SIGNALS = ("300-1000", "1000-3000", "phones")  # the two bands' envelopes, the phones' expected opening
+# (mouth signal, audio signal) pairs whose correlation curves are averaged: the choice of
+# benchmarks/sync_shift.py --select with each clip held out (8 of 10 folds). Without phones
+# (not English, or nothing aligned) lip motion is paired with the low band instead, the same
+# benchmark's choice among the pairs without phones; both score alike held out (README).
+PAIRS = (("jaw_open", "300-1000"), ("jaw_open", "1000-3000"), ("lip_motion", "phones"))
+PAIRS_WITHOUT_PHONES = (("jaw_open", "300-1000"), ("jaw_open", "1000-3000"), ("lip_motion", "300-1000"))
+
+
+def pairs_in_use(curves: PairCurves) -> tuple[tuple[str, str], ...]:
+    """PAIRS when the phone cue was computed, else PAIRS_WITHOUT_PHONES."""
+    return PAIRS if any(cue == "phones" for _, cue in curves.curves) else PAIRS_WITHOUT_PHONES
 
 
 def band_envelopes(audio: np.ndarray, rate: int, fps: float, n_frames: int, bands=BANDS_HZ) -> np.ndarray:
@@ -98,34 +120,88 @@ def _correlations(v: np.ndarray, a: np.ndarray, search: int) -> np.ndarray:
     return out
 
 
-def pair_correlations(
-    media: ClipMedia, landmarks: Landmarks, search: int = 15, pairs=PAIRS
-) -> dict[tuple[str, int], np.ndarray]:
-    """Each pair's correlation curve over lags -search..search; pairs whose mouth signal is mostly missing are left out."""
+def _circular(v: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """(n,) correlation of `v` with `a` rolled circularly by every lag m (picture t, audio t + m):
+    the null's raw material, where lags far from zero pair the mouth with unrelated speech."""
+    zv = (v - v.mean()) / (v.std() + 1e-12)
+    za = (a - a.mean()) / (a.std() + 1e-12)
+    return np.fft.irfft(np.conj(np.fft.rfft(zv)) * np.fft.rfft(za), n=len(v)) / len(v)
+
+
+def audio_signals(media: ClipMedia, phones=None) -> dict[str, np.ndarray]:
+    """The audio side of the pairs, per video frame and high-passed: both bands' envelopes, and
+    the phones' expected mouth opening when the speech was aligned (tasks/phones.py)."""
+    from tasks.phones import expected_opening
+
     n = len(media.frames)
-    bands = [_highpass(b) for b in band_envelopes(media.audio, media.rate, media.fps, n)]
-    curves = {}
-    for signal, band in pairs:
+    bands = band_envelopes(media.audio, media.rate, media.fps, n)
+    signals = {name: _highpass(band) for name, band in zip(AUDIO_SIGNALS, bands, strict=False)}
+    if phones:
+        signals["phones"] = _highpass(expected_opening(phones, media.fps, n))
+    return signals
+
+
+@dataclass(frozen=True)
+class PairCurves:
+    """Each pair's correlation over lags -search..search, and over every circular lag (the null)."""
+
+    curves: dict[tuple[str, str], np.ndarray]
+    circular: dict[tuple[str, str], np.ndarray]
+
+
+def pair_correlations(media: ClipMedia, landmarks: Landmarks, search: int = 15, pairs=PAIRS + PAIRS_WITHOUT_PHONES,
+                      phones=None) -> PairCurves:  # fmt: skip
+    """The pairs' curves; pairs whose mouth signal is mostly missing, or whose audio signal is
+    absent (no phones), are left out."""
+    n = len(media.frames)
+    audio = audio_signals(media, phones)
+    curves, circular = {}, {}
+    for signal, cue in pairs:
         values = getattr(landmarks, signal)
-        if np.isfinite(values).sum() > n // 2:
-            curve = _correlations(_highpass(fill_gaps(values.astype(np.float64))), bands[band], search)
+        if cue in audio and np.isfinite(values).sum() > n // 2:
+            mouth = _highpass(fill_gaps(values.astype(np.float64)))
+            curve = _correlations(mouth, audio[cue], search)
             if not np.isnan(curve).all():
-                curves[(signal, band)] = curve
-    return curves
+                curves[(signal, cue)] = curve
+                circular[(signal, cue)] = _circular(mouth, audio[cue])
+    return PairCurves(curves, circular)
 
 
-def combine(curves: list[np.ndarray], search: int = 15) -> SyncEstimate:
-    """The estimate from the mean of correlation curves: distance = 1 - mean correlation."""
-    if not curves:
+MIN_NULL_ROLLS = 8  # fewer rolls past the search range (a clip under about 3 s): no z-score
+
+
+def null_z(statistic: float, circular: list[np.ndarray], search: int) -> float | None:
+    """`statistic` (peak minus median of the mean correlation) in standard deviations of the same
+    statistic over windows of 2*search+1 circular lags that start more than a search range past
+    every real lag."""
+    mean = np.mean(circular, axis=0)
+    n = len(mean)
+    rolls = range(2 * search + 1, n - 2 * search)
+    if len(rolls) < MIN_NULL_ROLLS:
+        return None
+    windows = np.stack([np.take(mean, np.arange(r - search, r + search + 1), mode="wrap") for r in rolls])
+    null = windows.max(1) - np.median(windows, axis=1)
+    return float((statistic - null.mean()) / (null.std() + 1e-12))
+
+
+def combine(pairs: PairCurves, search: int = 15, use=None) -> SyncEstimate:
+    """The estimate from the mean of the pairs' curves (those in `use`, by default the pairs in
+    use): distance = 1 - mean correlation; z against the same pairs' circular null."""
+    use = pairs_in_use(pairs) if use is None else use
+    keys = [k for k in pairs.curves if k in use]
+    if not keys:
         return SyncEstimate(0, 0.0, [])
     with np.errstate(all="ignore"):
-        distances = 1.0 - np.nanmean(curves, axis=0)
-    return _from_distances(distances, search)
+        distances = 1.0 - np.nanmean([pairs.curves[k] for k in keys], axis=0)
+    estimate = _from_distances(distances, search)
+    z = null_z(estimate.confidence, [pairs.circular[k] for k in keys], search)
+    cues = tuple(sorted({cue for _, cue in keys}))
+    return SyncEstimate(estimate.offset_frames, estimate.confidence, estimate.distances, z, cues)
 
 
-def estimate_offset(media: ClipMedia, landmarks: Landmarks, search: int = 15) -> SyncEstimate:
-    """The weight-free estimate (see the module docstring)."""
-    return combine(list(pair_correlations(media, landmarks, search).values()), search)
+def estimate_offset(media: ClipMedia, landmarks: Landmarks, search: int = 15, phones=None) -> SyncEstimate:
+    """The weight-free estimate (see the module docstring); `phones` from tasks.phones.align_phones."""
+    return combine(pair_correlations(media, landmarks, search, phones=phones), search)
 
 
 def syncnet_offset(model, media: ClipMedia, boxes: np.ndarray, search: int = 15, batch: int = 32) -> SyncEstimate:

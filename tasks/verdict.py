@@ -11,6 +11,11 @@ from tasks.records import Reason
 
 
 def sync_is_confident(metrics: dict, config: VerdictConfig) -> bool:
+    """The weight-free estimate by its calibrated z-score; SyncNet by its own confidence."""
+    if metrics.get("sync_z") is not None:
+        return metrics["sync_z"] >= config.min_sync_z
+    if "sync_z" in metrics:  # an estimate too short for its null: never confident
+        return False
     return metrics.get("sync_confidence", 0.0) >= config.min_sync_confidence
 
 
@@ -33,12 +38,15 @@ RULES: tuple[tuple[str, str, str, Reason], ...] = (
     ("face_size_px", "<", "min_face_px", Reason.FACE_TOO_SMALL),
     ("yaw_deg", ">", "max_yaw_deg", Reason.PROFILE),
     ("speech_ratio", "<", "min_speech_ratio", Reason.NO_SPEECH),
+    ("held_pitch", ">", "max_held_pitch", Reason.SINGING),  # where enough of the speech is voiced
     ("num_speakers", ">", "max_speakers", Reason.MULTI_SPEAKER),
+    ("face_speaking", "<", "min_face_speaking", Reason.NOT_THE_SPEAKER),  # only where Light-ASD ran
     ("sharpness", "<", "min_sharpness", Reason.BLURRY),
     ("brightness", "<", "min_brightness", Reason.TOO_DARK),
     ("motion", ">", "max_motion", Reason.SHAKY),
 )
-SYNC_AFTER = Reason.MULTI_SPEAKER  # lip sync is judged once speech is known to be one voice
+SYNC_AFTER = Reason.NOT_THE_SPEAKER  # lip sync is judged once the one voice is known to be the face's
+OPTIONAL = {"face_speaking", "held_pitch"}  # metrics a clip may lack (no Light-ASD weights, nothing voiced)
 
 
 def judge(metrics: dict, config: VerdictConfig) -> Reason | None:
@@ -47,7 +55,8 @@ def judge(metrics: dict, config: VerdictConfig) -> Reason | None:
         return Reason.NO_FACE
     for key, op, field, reason in RULES:
         limit = getattr(config, field)
-        if metrics[key] > limit if op == ">" else metrics[key] < limit:
+        value = metrics.get(key) if key in OPTIONAL else metrics[key]
+        if value is not None and (value > limit if op == ">" else value < limit):
             return reason
         if reason is SYNC_AFTER and judge_sync(metrics, config) is not None:
             return Reason.OUT_OF_SYNC

@@ -23,7 +23,7 @@ prefect_env.configure()
 
 def _use_shared_models() -> None:
     """Point the face stages at ../shared/models (CI has it): a folder of links to the SCRFD
-    detector and MobileFaceNet, as insightface expects one pack per folder."""
+    detector and MobileFaceNet, as insightface expects one pack per folder, and Light-ASD."""
     if not (SHARED_MODELS / "mobilefacenet.onnx").exists():
         return
     pack = Path(tempfile.mkdtemp(prefix="anytalker-face-pack-"))
@@ -31,6 +31,8 @@ def _use_shared_models() -> None:
         (pack / name).symlink_to(SHARED_MODELS / name)
     os.environ.setdefault("ANYTALKER_FACE_MODELS", str(pack))
     os.environ.setdefault("ANYTALKER_FACE_LANDMARKER", str(SHARED_MODELS / "face_landmarker.task"))
+    if (SHARED_MODELS / "lightasd_finetuning_TalkSet.model").is_file():  # who speaks: not_the_speaker, stage 2
+        os.environ.setdefault("ANYTALKER_LIGHT_ASD", str(SHARED_MODELS / "lightasd_finetuning_TalkSet.model"))
 
 
 _use_shared_models()

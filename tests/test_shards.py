@@ -236,7 +236,8 @@ def test_stage2_ties_each_voice_to_its_face(shared_curated: Path, tmp_path: Path
     from shards.codec import encode_video, encode_wav
     from tasks.clip_library import LibraryClip
     from tasks.compose import CompositePlan, Turn
-    from tasks.multiperson import analyze_multiperson, voice_tracks
+    from tasks.stage2.render import voice_tracks
+    from tasks.stage2.ties import analyze_multiperson
     from tasks.speech import speech_worker
 
     clips, names = _clips_by_name(shared_curated)
@@ -256,7 +257,9 @@ def test_stage2_ties_each_voice_to_its_face(shared_curated: Path, tmp_path: Path
     clip = LibraryClip("two", "two", str(clip_path), 25.0, 150, 832, 480, {}, "rejected", "multi_face",
                        np.zeros((150, 4)), None, speech.speech_regions, speech.words, speech.turns)  # fmt: skip
     result = analyze_multiperson(clip, config)
+    print("stage-2 control:", result.metrics)
     assert result.rejected is None, result.detail
+    assert result.metrics["tie_method"] == "mouth_motion+light_asd"  # Light-ASD judges both faces speaking alike
     assert result.boxes.shape[0] == 2 and None not in result.voice_of_face
     left, right = (result.frame_voice == v for v in result.voice_of_face)
     assert left[:71].mean() > 0.8 and right[71:].mean() > 0.8, "each voice follows the face that spoke"
@@ -265,7 +268,7 @@ def test_stage2_ties_each_voice_to_its_face(shared_curated: Path, tmp_path: Path
     tracks = voice_tracks(read_audio(clip_path), result.frame_voice, result.voice_of_face, 25.0)
     assert np.abs(tracks[0][int(3.5 * 16000) :]).max() == 0 and np.abs(tracks[1][: int(2.0 * 16000)]).max() == 0
 
-    from tasks.multiperson import render_multi  # the stage-2 sample of its first 81 frames
+    from tasks.stage2.render import render_multi  # the stage-2 sample of its first 81 frames
 
     clip.identity = "id-two"
     sample = render_multi(result, clip, 0, config, "mtwo")
@@ -278,6 +281,37 @@ def test_stage2_ties_each_voice_to_its_face(shared_curated: Path, tmp_path: Path
         assert not sample.audio[0][t * hop : (t + 1) * hop].any()
     # each 24-fps frame is the 25-fps frame nearest its time: frame 80 (3.333 s) is source frame 83
     np.testing.assert_allclose(sample.boxes[:, 80], result.boxes[:, 83] * 1.0, rtol=1e-5)
+
+
+def test_stage2_gives_the_voice_to_the_talker_not_the_listener(shared_videos: Path, shared_models: Path,
+                                                               tmp_path: Path) -> None:  # fmt: skip
+    """Two real faces side by side, one voice: LivePortrait d3 (moves, never talks) left and
+    face_4 (talking) right with its own audio. Light-ASD ties the voice to the talker; the
+    listener gets no voice, hence a silent track."""
+    from tasks.clip_library import LibraryClip
+    from tasks.clipmedia import read_audio
+    from tasks.stage2.render import voice_tracks
+    from tasks.stage2.ties import analyze_multiperson
+    from tasks.speech import speech_worker
+
+    clip_path = tmp_path / "listener-talker.mp4"
+    cell = "scale=416:480,setsar=1,fps=25,trim=0:6,setpts=PTS-STARTPTS"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(shared_videos / "LivePortrait__d3.mp4"),
+                    "-i", str(shared_videos / "video-retalking__face_4.mp4"), "-filter_complex",
+                    f"[0:v]{cell}[l];[1:v]{cell}[r];[l][r]hstack[v];[1:a]atrim=0:6,aresample=16000[a]",
+                    "-map", "[v]", "-map", "[a]", "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", "-ac", "1",
+                    str(clip_path)], check=True)  # fmt: skip
+    config = CurateConfig.model_validate({"multiperson": {"min_face_ratio": 0.5}})
+    speech = speech_worker(config.speech).analyze(clip_path)
+    clip = LibraryClip("lt", "lt", str(clip_path), 25.0, 150, 832, 480, {}, "rejected", "multi_face",
+                       np.zeros((150, 4)), None, speech.speech_regions, speech.words, speech.turns)  # fmt: skip
+    result = analyze_multiperson(clip, config)
+    print("listener and talker:", result.metrics)
+    assert result.rejected is None, result.detail
+    assert result.metrics["tie_method"] == "light_asd" and result.voice_of_face[0] is None
+    assert result.voice_of_face[1] is not None
+    listener, talker = voice_tracks(read_audio(clip_path), result.frame_voice, result.voice_of_face, 25.0)
+    assert not listener.any() and np.abs(talker).max() > 0.05
 
 
 def test_identity_split_is_stable_and_two_sided() -> None:

@@ -16,7 +16,8 @@ def test_each_threshold_gives_its_reason_in_order() -> None:
         ({"face_coverage": 0.0}, Reason.NO_FACE), ({"multi_face_ratio": 0.5}, Reason.MULTI_FACE),
         ({"face_coverage": 0.5}, Reason.FACE_LOST), ({"face_size_px": 90}, Reason.FACE_TOO_SMALL),
         ({"yaw_deg": 70}, Reason.PROFILE), ({"speech_ratio": 0.1}, Reason.NO_SPEECH),
-        ({"num_speakers": 2}, Reason.MULTI_SPEAKER), ({"sync_offset_frames": -9}, Reason.OUT_OF_SYNC),
+        ({"held_pitch": 0.8}, Reason.SINGING), ({"num_speakers": 2}, Reason.MULTI_SPEAKER),
+        ({"face_speaking": 0.2}, Reason.NOT_THE_SPEAKER), ({"sync_offset_frames": -9}, Reason.OUT_OF_SYNC),
         ({"sharpness": 5}, Reason.BLURRY), ({"brightness": 10}, Reason.TOO_DARK), ({"motion": 2.0}, Reason.SHAKY),
     ]  # fmt: skip
     for change, reason in cases:
@@ -35,3 +36,19 @@ def test_uncertain_sync_is_kept_or_rejected_by_policy() -> None:
     assert judge({**unsure, "sync_offset_frames": 2}, VerdictConfig(uncertain_sync="reject")) is Reason.OUT_OF_SYNC
     no_estimate = {k: v for k, v in GOOD.items() if not k.startswith("sync")}
     assert judge(no_estimate, VerdictConfig(uncertain_sync="reject")) is None
+
+
+def test_optional_metrics_and_the_calibrated_sync_rule() -> None:
+    """A clip without Light-ASD or voiced speech lacks face_speaking / held_pitch (or holds None)
+    and is judged on the rest; the weight-free estimate is confident by sync_z, SyncNet by its
+    confidence, and an estimate too short for its null (sync_z None) never is."""
+    rules = VerdictConfig()
+    assert judge({**GOOD, "face_speaking": None, "held_pitch": None}, rules) is None
+    far = {**GOOD, "sync_offset_frames": 4}
+    assert judge({**far, "sync_confidence": 0.9, "sync_z": rules.min_sync_z - 0.1}, rules) is None
+    from tasks.verdict import sync_is_confident
+
+    assert not sync_is_confident({"sync_confidence": 0.9, "sync_z": rules.min_sync_z - 0.1}, rules)
+    assert sync_is_confident({"sync_confidence": 0.0, "sync_z": rules.min_sync_z}, rules)
+    assert not sync_is_confident({"sync_confidence": 0.9, "sync_z": None}, rules)
+    assert sync_is_confident({"sync_confidence": rules.min_sync_confidence}, rules)  # SyncNet: no sync_z

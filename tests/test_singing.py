@@ -1,0 +1,94 @@
+"""Singing and phone timing on real and made media: held notes reject a song that a VAD and an
+ASR take for speech; the transcript aligns to phones whose lips close where they should."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SHARED, ffmpeg
+
+from tasks.analyze import analyze_clip
+from tasks.clipmedia import read_audio
+from tasks.config import CurateConfig, SpeechConfig
+from tasks.phones import OPENING, align_phones, expected_opening
+from tasks.records import Reason
+from tasks.singing import analyze_singing
+from tasks.speech import speech_worker
+
+AUDIO = SHARED / "data" / "audio"
+MELODY = [("la", 196), ("la", 220), ("loo", 247), ("mee", 262), ("la", 247), ("daa", 220), ("mooo", 196), ("naa", 175),
+          ("la", 196), ("la", 220), ("loo", 247), ("mee", 294), ("la", 262)]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def song(tmp_path_factory) -> Path:
+    """espeak-ng singing: each syllable held on its note (SSML prosody with no pitch range), with
+    a singer's vibrato (5.5 Hz) added by ffmpeg, at 16 kHz."""
+    tmp = tmp_path_factory.mktemp("song")
+    notes = "".join(f'<prosody pitch="{hz}Hz" range="0" rate="x-slow">{word}</prosody> ' for word, hz in MELODY)
+    subprocess.run(["espeak-ng", "-m", "-w", str(tmp / "voice.wav"), f"<speak>{notes}</speak>"], check=True)
+    ffmpeg("-i", str(tmp / "voice.wav"), "-af", "vibrato=f=5.5:d=0.1", "-ar", "16000", "-ac", "1", str(tmp / "song.wav"))
+    return tmp / "song.wav"
+
+
+def _held(path: Path) -> float | None:
+    audio = read_audio(path)
+    regions = speech_worker(SpeechConfig()).analyze_audio(audio).speech_regions
+    return analyze_singing(audio, regions).held_pitch
+
+
+def test_held_notes_separate_singing_from_talk(song: Path, shared_videos: Path) -> None:
+    """Real talk (JFK, a telephone dialogue, the ten talking clips) stays under max_held_pitch;
+    the made song and MultiTalk's sung man's track (its lyrics: "please come back now") exceed it."""
+    limit = CurateConfig().verdict.max_held_pitch
+    talk = {p.stem: _held(p) for p in [AUDIO / "whisper__jfk.flac", AUDIO / "pyannote-audio__sample.wav",
+                                       *sorted(shared_videos.glob("PC-AVS__*.mp4")),
+                                       *sorted(shared_videos.glob("video-retalking__*.mp4")),
+                                       shared_videos / "LivePortrait__d11.mp4"]}  # fmt: skip
+    sung = {"espeak-ng song": _held(song), "MultiTalk man": _held(AUDIO / "MultiTalk__multi3_1-man.wav")}
+    print("held_pitch, talk:", talk, "sung:", sung)
+    assert all(v is not None and v < limit for v in talk.values()), talk
+    assert all(v > limit for v in sung.values()), sung
+
+
+def test_a_song_over_a_talking_face_is_rejected_as_singing(song: Path, shared_videos: Path, shared_models: Path,
+                                                           tmp_path: Path) -> None:  # fmt: skip
+    """The song under a talking face passes the VAD and the ASR (speech ratio high, lyrics
+    transcribed) and is rejected `singing`; the face with its own voice is accepted."""
+    face = shared_videos / "PC-AVS__Input_00098.mp4"
+    dubbed = tmp_path / "sung.mp4"
+    ffmpeg("-i", str(face), "-i", str(song), "-map", "0:v", "-map", "1:a", "-shortest", "-r", "25", "-c:v", "libx264",
+           "-preset", "veryfast", "-c:a", "aac", "-ar", "16000", "-ac", "1", str(dubbed))  # fmt: skip
+    own = tmp_path / "own.mp4"
+    ffmpeg("-i", str(face), "-r", "25", "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", "-ar", "16000",
+           "-ac", "1", str(own))  # fmt: skip
+    config = CurateConfig()
+    sung = analyze_clip(dubbed, "s", "sung", tmp_path / "w", config)
+    talking = analyze_clip(own, "s", "own", tmp_path / "w", config)
+    print("sung:", sung.rejected, sung.metrics, "talking:", talking.rejected, talking.metrics.get("held_pitch"))
+    assert sung.metrics["speech_ratio"] >= config.verdict.min_speech_ratio  # the VAD takes it for speech
+    assert sung.rejected is Reason.SINGING
+    assert talking.rejected is None and talking.metrics["held_pitch"] < config.verdict.max_held_pitch
+
+
+def test_phones_align_to_real_speech() -> None:
+    """JFK's words force-aligned to phones: in order, inside the audio, the lips closed on the
+    m of "my" and open on the aa of "not"; an empty or unknown transcript gives no phones."""
+    audio = read_audio(AUDIO / "whisper__jfk.flac")
+    text = "And so, my fellow Americans: ask not what your country can do for you, ask what you can do for your country."
+    phones = align_phones(audio, text)
+    assert phones is not None
+    starts = [p.start_s for p in phones]
+    assert starts == sorted(starts) and phones[-1].end_s <= len(audio) / 16000 + 0.05
+    names = [p.name for p in phones]
+    assert names.count("M") >= 2 and "AA" in names
+    m = next(p for p in phones if p.name == "M")
+    assert 0.5 < m.start_s < 2.0  # "my", about 1 s in (the words' times from the ASR: 0.3-1.3 s)
+    opening = expected_opening(phones, 25.0, int(len(audio) / 16000 * 25))
+    at = lambda p: opening[int((p.start_s + p.end_s) / 2 * 25)]  # noqa: E731
+    aa = next(p for p in phones if p.name == "AA")
+    assert at(m) < at(aa) and OPENING["M"] == 0.0
+    assert align_phones(audio, "") is None and align_phones(audio, "zzxq qqzv xxyz") is None
