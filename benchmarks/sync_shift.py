@@ -47,7 +47,20 @@ from tasks.faces import analyze_faces, resolve_face_models
 from tasks.landmarks import Landmarks, analyze_landmarks, resolve_landmarker
 from tasks.phones import align_phones
 from tasks.speech import speech_worker
-from tasks.sync import AUDIO_SIGNALS, MOUTH_SIGNALS, PAIRS, PAIRS_WITHOUT_PHONES, PairCurves, SyncEstimate, combine, pair_correlations, syncnet_offset
+from tasks.sync import (
+    AUDIO_SIGNALS,
+    MOUTH_SIGNALS,
+    NULL_MEDIAN,
+    NULL_SPREAD,
+    PAIRS,
+    PAIRS_WITHOUT_PHONES,
+    PairCurves,
+    SyncEstimate,
+    calibrated_z,
+    combine,
+    pair_correlations,
+    syncnet_offset,
+)
 from tasks.syncnet import load_syncnet
 from tasks.verdict import judge_sync, sync_is_confident
 
@@ -78,9 +91,9 @@ def outcome(estimate: SyncEstimate, shift: int, rules) -> str:
     return "in_sync" if abs(shift - moved) <= 2 else "passes"
 
 
-def null_estimates(clips: list[tuple[ClipMedia, Landmarks, str]]) -> list[tuple[float, SyncEstimate]]:
-    """(seconds, estimate) of each clip's mouth against every other clip's audio (and its phones),
-    cut to the shorter of the two."""
+def null_estimates(clips: list[tuple[ClipMedia, Landmarks, str]]) -> list[tuple[int, int, int, SyncEstimate]]:
+    """(mouth clip, audio clip, frames, estimate) of each clip's mouth against every other clip's
+    audio (and its phones), cut to the shorter of the two."""
     out = []
     for i, (media, landmarks, _) in enumerate(clips):
         for j, (other, _, transcript) in enumerate(clips):
@@ -90,8 +103,44 @@ def null_estimates(clips: list[tuple[ClipMedia, Landmarks, str]]) -> list[tuple[
             cut = Landmarks(*(getattr(landmarks, f.name)[:n] for f in fields(Landmarks)))
             audio = other.audio[: int(n / media.fps * media.rate)]
             mixed = replace(media, frames=media.frames[:n], audio=audio)
-            out.append((n / media.fps, combine(pair_correlations(mixed, cut, phones=align_phones(audio, transcript)))))
+            out.append((i, j, n, combine(pair_correlations(mixed, cut, phones=align_phones(audio, transcript)))))
     return out
+
+
+def _spread(x: np.ndarray) -> float:
+    return float((np.quantile(x, 0.84) - np.quantile(x, 0.16)) / 2)
+
+
+def calibrate(null: list[tuple[int, int, int, SyncEstimate]], rows: dict[int, list[SyncEstimate]], frames: list[int],
+              names: list[str], rules) -> None:  # fmt: skip
+    """The null pairs' calibration of sync_z (tasks/sync.py NULL_MEDIAN, NULL_SPREAD), how often
+    unrelated and in-sync pairs reach the thresholds by length, and the same with each clip's
+    own pairs left out of the constants it is judged by."""
+    scaled = np.array([e.confidence * np.sqrt(n) for _, _, n, e in null])
+    print(f"\nnull calibration ({len(null)} pairs): confidence*sqrt(frames) median {np.median(scaled):.2f}, "
+          f"spread {_spread(scaled):.2f} (in use: NULL_MEDIAN {NULL_MEDIAN}, NULL_SPREAD {NULL_SPREAD})")
+    seconds = np.array([n / 25 for _, _, n, _ in null])
+    for label, value, limit in (("confidence", lambda e, n: e.confidence, rules.min_sync_confidence),
+                                ("sync_z", lambda e, n: calibrated_z(e.confidence, n), rules.min_sync_z)):  # fmt: skip
+        nv = np.array([value(e, n) for _, _, n, e in null])
+        mv = np.array([value(e, frames[k]) for k, e in enumerate(rows[0])])
+        print(f"  {label}: null 95th percentile {np.quantile(nv, 0.95):.2f}, {np.mean(nv >= limit):.0%} reach {limit} "
+              f"(under 6 s: {np.mean(nv[seconds < 6] >= limit):.0%} of {np.sum(seconds < 6)}; 6 s or more: "
+              f"{np.mean(nv[seconds >= 6] >= limit):.0%} of {np.sum(seconds >= 6)}); in-sync clips: median "
+              f"{np.median(mv):.2f}, {np.mean(mv >= limit):.0%} reach it")  # fmt: skip
+    confident = gate = 0
+    for k in range(len(names)):
+        keep = np.array([i != k and j != k for i, j, _, _ in null])
+        median, spread = np.median(scaled[keep]), _spread(scaled[keep])
+        z = {s: (rows[s][k].confidence * np.sqrt(frames[k]) - median) / spread for s in SHIFTS}
+        confident += z[0] >= rules.min_sync_z
+        for s in (-10, 10):
+            metrics = {**rows[s][k].metrics(), "sync_z": z[s]}
+            moved = rows[s][k].offset_frames if z[s] >= rules.min_sync_z else 0
+            gate += judge_sync(metrics, rules) is not None or abs(s - moved) <= 2
+        gate += judge_sync({**rows[0][k].metrics(), "sync_z": z[0]}, rules) is None
+    print(f"  constants fitted with each clip's pairs held out: in-sync clips confident {confident}/{len(names)}, "
+          f"gate (in-sync kept, 10-frame copies caught) {gate}/{3 * len(names)}")
 
 
 Pair = tuple[str, str]
@@ -193,21 +242,7 @@ def main() -> None:
               f"10-frame copies rejected or re-aligned {sum(x != 'passes' for x in ten)}/{len(ten)}; "
               f"6- or 10-frame copies that pass out of sync {bad.count('passes')}/{len(bad)}")  # fmt: skip
     if model is None:
-        timed = null_estimates(analysed)
-        null = [e for _, e in timed]
-        for label, key, limit in (("confidence", "confidence", rules.min_sync_confidence), ("z", "z", rules.min_sync_z)):
-            nv = np.array([getattr(e, key) for e in null if getattr(e, key) is not None])
-            mv = np.array([getattr(e, key) for e in rows[0] if getattr(e, key) is not None])
-            print(f"null (mouth of one clip, audio of another; {len(nv)} pairs): {label} median {np.median(nv):.2f}, "
-                  f"90th percentile {np.quantile(nv, 0.9):.2f}, 95th {np.quantile(nv, 0.95):.2f}; "
-                  f"{np.mean(nv >= limit):.0%} reach {limit} (in-sync clips: median {np.median(mv):.2f}, "
-                  f"{np.mean(mv >= limit):.0%} reach it)")  # fmt: skip
-            for name, keep in (("under 6 s", lambda t: t < 6), ("6 s or more", lambda t: t >= 6)):
-                part = np.array([getattr(e, key) for t, e in timed if keep(t) and getattr(e, key) is not None])
-                print(f"    null pairs {name} ({len(part)}): {label} 95th percentile {np.quantile(part, 0.95):.2f}, "
-                      f"{np.mean(part >= limit):.0%} reach {limit}")  # fmt: skip
-        judged = [sync_is_confident(e.metrics(), rules) for e in null]
-        print(f"null pairs the rules judge confident: {np.mean(judged):.0%}")
+        calibrate(null_estimates(analysed), rows, [len(m.frames) for m, _, _ in analysed], [c.stem for c in clips], rules)
     if args.select:
         select_pairs([c.stem for c in clips], curves, rules.max_sync_offset_frames, every_pair)
         no_phones = [p for p in every_pair if p[1] != "phones"]

@@ -208,8 +208,9 @@ class VerdictConfig(_Section):
         "audio."
     )
     min_sync_z: float = Field(
-        3.0, description="Weight-free estimate: below this sync_z (its confidence in standard deviations of the clip's "
-        "own null) it is uncertain and never moves audio (README has how often unrelated mouth/audio pairs reach it)."
+        2.5, description="Weight-free estimate: below this sync_z (its confidence calibrated against unrelated "
+        "mouth/audio pairs at the clip's length) it is uncertain and never moves audio (about 5% of unrelated pairs "
+        "reach 2.5, at any length; README)."
     )
     uncertain_sync: Literal["keep", "offset", "reject"] = Field(
         "offset",

@@ -19,10 +19,13 @@ picture by that many frames. Two backends share this:
   the README).
 
 Both report SyncNet's confidence (median distance minus the smallest). The estimate also
-reports `sync_z`: that confidence against the clip's own null, the same statistic with the
-audio signals rolled far (over two search ranges) past any real offset. A short clip's
-correlations swing more by chance than a long one's, so a fixed confidence threshold means a
-different thing at 4 s and at 15 s; a z-score over the clip's own chance does not.
+reports `sync_z`, that confidence calibrated against null pairs (the mouth of one clip against
+the audio of another; benchmarks/sync_shift.py): by chance, correlations over n frames swing by
+about 1/sqrt(n), so a short clip reaches a fixed confidence by chance far more often than a long
+one (measured: unrelated pairs under 6 s reach 0.3 in 14% of cases, those of 6 s or more in 0%).
+sync_z = (confidence * sqrt(n) - NULL_MEDIAN) / NULL_SPREAD, the constants measured on those
+null pairs, so that one `verdict.min_sync_z` means the same chance of a false "confident" at
+any length.
 """
 
 from __future__ import annotations
@@ -44,12 +47,12 @@ class SyncEstimate:
     offset_frames: int
     confidence: float
     distances: list[float]  # per offset, from -search to +search
-    z: float | None = None  # the confidence in standard deviations of the clip's own null (estimate only)
+    z: float | None = None  # the confidence calibrated against null pairs (estimate only)
     cues: tuple[str, ...] = ()  # the audio signals it used (bands, phones)
 
     def metrics(self) -> dict:
         out = {"sync_offset_frames": self.offset_frames, "sync_confidence": round(self.confidence, 4)}
-        if self.cues:  # the weight-free estimate: z is None on a clip too short for its null
+        if self.cues:  # the weight-free estimate
             out["sync_z"] = None if self.z is None else round(self.z, 2)
             out["sync_phones"] = "phones" in self.cues
         return out
@@ -120,14 +123,6 @@ def _correlations(v: np.ndarray, a: np.ndarray, search: int) -> np.ndarray:
     return out
 
 
-def _circular(v: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """(n,) correlation of `v` with `a` rolled circularly by every lag m (picture t, audio t + m):
-    the null's raw material, where lags far from zero pair the mouth with unrelated speech."""
-    zv = (v - v.mean()) / (v.std() + 1e-12)
-    za = (a - a.mean()) / (a.std() + 1e-12)
-    return np.fft.irfft(np.conj(np.fft.rfft(zv)) * np.fft.rfft(za), n=len(v)) / len(v)
-
-
 def audio_signals(media: ClipMedia, phones=None) -> dict[str, np.ndarray]:
     """The audio side of the pairs, per video frame and high-passed: both bands' envelopes, and
     the phones' expected mouth opening when the speech was aligned (tasks/phones.py)."""
@@ -143,10 +138,10 @@ def audio_signals(media: ClipMedia, phones=None) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True)
 class PairCurves:
-    """Each pair's correlation over lags -search..search, and over every circular lag (the null)."""
+    """Each pair's correlation over lags -search..search, and the number of frames behind them."""
 
     curves: dict[tuple[str, str], np.ndarray]
-    circular: dict[tuple[str, str], np.ndarray]
+    n_frames: int
 
 
 def pair_correlations(media: ClipMedia, landmarks: Landmarks, search: int = 15, pairs=PAIRS + PAIRS_WITHOUT_PHONES,
@@ -155,38 +150,32 @@ def pair_correlations(media: ClipMedia, landmarks: Landmarks, search: int = 15, 
     absent (no phones), are left out."""
     n = len(media.frames)
     audio = audio_signals(media, phones)
-    curves, circular = {}, {}
+    curves = {}
     for signal, cue in pairs:
         values = getattr(landmarks, signal)
         if cue in audio and np.isfinite(values).sum() > n // 2:
-            mouth = _highpass(fill_gaps(values.astype(np.float64)))
-            curve = _correlations(mouth, audio[cue], search)
+            curve = _correlations(_highpass(fill_gaps(values.astype(np.float64))), audio[cue], search)
             if not np.isnan(curve).all():
                 curves[(signal, cue)] = curve
-                circular[(signal, cue)] = _circular(mouth, audio[cue])
-    return PairCurves(curves, circular)
+    return PairCurves(curves, n)
 
 
-MIN_NULL_ROLLS = 8  # fewer rolls past the search range (a clip under about 3 s): no z-score
+# Null pairs (the mouth of each talking clip of ../shared/data against every other clip's audio,
+# 90 pairs, 2.4-10 s): median and spread (half the 16th-84th percentile range) of
+# confidence * sqrt(frames) with PAIRS / PAIRS_WITHOUT_PHONES; benchmarks/sync_shift.py prints
+# them, and checks them with each clip's pairs held out.
+NULL_MEDIAN = 2.04
+NULL_SPREAD = 0.68
 
 
-def null_z(statistic: float, circular: list[np.ndarray], search: int) -> float | None:
-    """`statistic` (peak minus median of the mean correlation) in standard deviations of the same
-    statistic over windows of 2*search+1 circular lags that start more than a search range past
-    every real lag."""
-    mean = np.mean(circular, axis=0)
-    n = len(mean)
-    rolls = range(2 * search + 1, n - 2 * search)
-    if len(rolls) < MIN_NULL_ROLLS:
-        return None
-    windows = np.stack([np.take(mean, np.arange(r - search, r + search + 1), mode="wrap") for r in rolls])
-    null = windows.max(1) - np.median(windows, axis=1)
-    return float((statistic - null.mean()) / (null.std() + 1e-12))
+def calibrated_z(confidence: float, n_frames: int) -> float:
+    """The confidence in null spreads above the null median, at the clip's length."""
+    return (confidence * np.sqrt(n_frames) - NULL_MEDIAN) / NULL_SPREAD
 
 
 def combine(pairs: PairCurves, search: int = 15, use=None) -> SyncEstimate:
     """The estimate from the mean of the pairs' curves (those in `use`, by default the pairs in
-    use): distance = 1 - mean correlation; z against the same pairs' circular null."""
+    use): distance = 1 - mean correlation; z calibrated against null pairs at the clip's length."""
     use = pairs_in_use(pairs) if use is None else use
     keys = [k for k in pairs.curves if k in use]
     if not keys:
@@ -194,7 +183,7 @@ def combine(pairs: PairCurves, search: int = 15, use=None) -> SyncEstimate:
     with np.errstate(all="ignore"):
         distances = 1.0 - np.nanmean([pairs.curves[k] for k in keys], axis=0)
     estimate = _from_distances(distances, search)
-    z = null_z(estimate.confidence, [pairs.circular[k] for k in keys], search)
+    z = calibrated_z(estimate.confidence, pairs.n_frames)
     cues = tuple(sorted({cue for _, cue in keys}))
     return SyncEstimate(estimate.offset_frames, estimate.confidence, estimate.distances, z, cues)
 

