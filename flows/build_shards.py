@@ -24,9 +24,9 @@ from tasks.catalog import Catalog
 from tasks.clip_library import LibraryClip, load_library
 from tasks.config import CurateConfig, load_config
 from tasks.identities import assign_identities, split_identities
+from tasks.shard_plan import PlannedSample, plan_samples, render_sample
 from tasks.stage2.store import record_result, stored_results
 from tasks.stage2.ties import MultiPersonResult, analyze_multiperson, is_candidate
-from tasks.shard_plan import PlannedSample, plan_samples, render_sample
 
 
 @task(name="stage2-clip", tags=["stage2"], persist_result=False)

@@ -36,6 +36,7 @@ OPENING = {
     "AA": 0.9,
     "SIL": 0.0,
 }
+MAX_DROPPED = 2  # words the aligner may leave out at the ends of a clip cut mid-word
 MAX_UNKNOWN_SHARE = 0.2  # more of the transcript's words missing from the dictionary: no phone cue
 
 _LOCAL = threading.local()  # one decoder per thread: a pocketsphinx Decoder is not thread-safe
@@ -72,33 +73,46 @@ def dictionary_words(transcript: str) -> tuple[list[str], int]:
 
 def align_phones(audio: np.ndarray, transcript: str, rate: int = RATE) -> list[Phone] | None:
     """Phones of `transcript` with their times in `audio` (16 kHz mono float), or None when the
-    transcript is empty or mostly unknown words, or the aligner finds no path."""
+    transcript is empty or mostly unknown words, or the aligner finds no path. A clip cut from
+    a longer recording often starts or ends inside a word that the ASR still wrote down, and a
+    forced alignment must place every word, so on failure up to MAX_DROPPED words are dropped
+    from the ends (the last first: a clip cut mid-word ends more often than it starts so)."""
     if rate != RATE:
         raise ValueError(f"phone alignment needs {RATE} Hz audio, got {rate}")
     words, unknown = dictionary_words(transcript)
     if not words or unknown > MAX_UNKNOWN_SHARE * (len(words) + unknown):
         return None
     pcm = (np.clip(np.asarray(audio, np.float32), -1, 1) * 32767).astype(np.int16).tobytes()
+    for dropped in range(MAX_DROPPED + 1):
+        for head in range(dropped + 1):
+            kept = words[head : len(words) - (dropped - head)]
+            if len(kept) >= max(1, len(words) // 2):
+                phones = _align(pcm, kept)
+                if phones:
+                    return phones
+    return None
+
+
+def _align(pcm: bytes, words: list[str]) -> list[Phone] | None:
     decoder = _decoder()
     try:
         decoder.set_align_text(" ".join(words))
-        for _ in range(2):  # the first pass aligns words; set_alignment() makes the second align phones
+        for attempt in range(2):  # the first pass aligns words; set_alignment() makes the second align phones
             decoder.start_utt()
             decoder.process_raw(pcm, full_utt=True)
             decoder.end_utt()
-            if _ == 0:
+            if attempt == 0:
                 decoder.set_alignment()
         alignment = decoder.get_alignment()
     except RuntimeError:  # no alignment path through the audio
         return None
     if alignment is None:
         return None
-    phones = [
+    return [
         Phone(re.sub(r"\d", "", p.name), p.start * FRAME_S, (p.start + p.duration) * FRAME_S)
         for word in alignment
         for p in word
     ]
-    return phones or None
 
 
 def expected_opening(phones: list[Phone], fps: float, n_frames: int) -> np.ndarray:

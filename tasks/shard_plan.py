@@ -11,7 +11,15 @@ from dataclasses import dataclass
 
 from shards.schema import Sample
 from tasks.clip_library import LibraryClip
-from tasks.compose import CompositePlan, SinglePlan, plan_composites, plan_singles, render_composite, render_single, span
+from tasks.compose import (
+    CompositePlan,
+    SinglePlan,
+    plan_composites,
+    plan_singles,
+    render_composite,
+    render_single,
+    span,
+)
 from tasks.config import CurateConfig
 from tasks.stage2.render import plan_windows, render_multi
 from tasks.stage2.ties import MultiPersonResult

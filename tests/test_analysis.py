@@ -153,7 +153,7 @@ def test_estimate_follows_known_shifts(shifted_estimates: dict) -> None:
     found = [abs(est[s] - s) <= 2 for est in offset.values() for s in SHIFTS]
     assert sum(followed) >= 55, f"{sum(followed)}/{len(followed)} followed to 1 frame"  # benchmark: 60/60
     assert sum(found) >= 55, f"{sum(found)}/{len(found)} found to 2 frames"  # benchmark: 60/70
-    assert all(m["sync_phones"] for est in shifted_estimates.values() for m in est.values())  # all English
+    assert all(est[0]["sync_phones"] for est in shifted_estimates.values())  # all English, all aligned
 
 
 def test_ten_frame_copies_are_rejected_or_realigned(shifted_estimates: dict) -> None:
@@ -169,13 +169,15 @@ def test_ten_frame_copies_are_rejected_or_realigned(shifted_estimates: dict) -> 
 
 
 def test_confidence_is_calibrated_against_unrelated_audio(shifted_estimates: dict) -> None:
-    """sync_z is the confidence in standard deviations of the clip's own null: a mouth against
-    another clip's speech is rarely confident; its own speech mostly is."""
+    """sync_z is the confidence calibrated against null pairs: a mouth against another clip's
+    speech is rarely confident (the benchmark: 6% of 90 pairs) and scores well below the same
+    mouth against its own speech."""
     rules = CurateConfig().verdict
-    null = [sync_is_confident(est["null"], rules) for est in shifted_estimates.values()]
-    matched = [sync_is_confident(est[0], rules) for est in shifted_estimates.values()]
-    print(f"confident: unrelated audio {sum(null)}/10, own audio {sum(matched)}/10")
-    assert sum(null) <= 2 and sum(matched) >= 3
+    null = [est["null"]["sync_z"] for est in shifted_estimates.values()]
+    matched = [est[0]["sync_z"] for est in shifted_estimates.values()]
+    print(f"sync_z: unrelated audio {np.round(null, 2).tolist()}, own audio {np.round(matched, 2).tolist()}")
+    assert sum(z >= rules.min_sync_z for z in null) <= 1
+    assert np.mean(matched) - np.mean(null) >= 1.0  # benchmark: in-sync median 1.91, null median 0.0
 
 
 def test_lip_motion_bridges_missed_frames() -> None:

@@ -229,17 +229,28 @@ def test_build_shards_flow_on_real_footage(shared_curated: Path, tmp_path: Path)
     assert event.payload["samples"] == {"train": train["samples"], "val": val["samples"]}
 
 
+def _stage2_of(clip_path: Path):
+    """A 6 s 832x480 two-face clip at 25 fps as a stage-2 candidate (its speech analysed as
+    curation would), and its stage-2 result."""
+    from tasks.clip_library import LibraryClip
+    from tasks.speech import speech_worker
+    from tasks.stage2.ties import analyze_multiperson
+
+    config = CurateConfig.model_validate({"multiperson": {"min_face_ratio": 0.5}})
+    speech = speech_worker(config.speech).analyze(clip_path)
+    clip = LibraryClip(clip_path.stem, clip_path.stem, str(clip_path), 25.0, 150, 832, 480, {}, "rejected", "multi_face",
+                       np.zeros((150, 4)), None, speech.speech_regions, speech.words, speech.turns)  # fmt: skip
+    return clip, analyze_multiperson(clip, config)
+
+
 @pytest.mark.slow
 def test_stage2_ties_each_voice_to_its_face(shared_curated: Path, tmp_path: Path) -> None:
     """A real two-person clip with known turns: two real talking clips side by side, their
     voices mixed into one track. Stage 2 must find both faces and tie each voice to the face
     that spoke it."""
     from shards.codec import encode_video, encode_wav
-    from tasks.clip_library import LibraryClip
     from tasks.compose import CompositePlan, Turn
     from tasks.stage2.render import voice_tracks
-    from tasks.stage2.ties import analyze_multiperson
-    from tasks.speech import speech_worker
 
     clips, names = _clips_by_name(shared_curated)
     by_name = {names[c.clip_id]: c for c in clips}
@@ -253,11 +264,7 @@ def test_stage2_ties_each_voice_to_its_face(shared_curated: Path, tmp_path: Path
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(tmp_path / "v.mp4"), "-i", str(tmp_path / "a.wav"),
                     "-c:v", "copy", "-c:a", "aac", str(clip_path)], check=True)  # fmt: skip
 
-    config = CurateConfig.model_validate({"multiperson": {"min_face_ratio": 0.5}})
-    speech = speech_worker(config.speech).analyze(clip_path)
-    clip = LibraryClip("two", "two", str(clip_path), 25.0, 150, 832, 480, {}, "rejected", "multi_face",
-                       np.zeros((150, 4)), None, speech.speech_regions, speech.words, speech.turns)  # fmt: skip
-    result = analyze_multiperson(clip, config)
+    clip, result = _stage2_of(clip_path)
     print("stage-2 control:", result.metrics)
     assert result.rejected is None, result.detail
     assert result.metrics["tie_method"] == "mouth_motion+light_asd"  # Light-ASD judges both faces speaking alike
@@ -272,7 +279,7 @@ def test_stage2_ties_each_voice_to_its_face(shared_curated: Path, tmp_path: Path
     from tasks.stage2.render import render_multi  # the stage-2 sample of its first 81 frames
 
     clip.identity = "id-two"
-    sample = render_multi(result, clip, 0, config, "mtwo")
+    sample = render_multi(result, clip, 0, CurateConfig(), "mtwo")
     assert sample.video.shape == (81, 480, 832, 3) and sample.boxes.shape == (2, 81, 4) and sample.stage == 2
     assert sample.fps == 24 and len(sample.audio[0]) == 81 * 16000 // 24
     left_speaks = sample.meta["speaking"][0]
@@ -289,11 +296,8 @@ def test_stage2_gives_the_voice_to_the_talker_not_the_listener(shared_videos: Pa
     """Two real faces side by side, one voice: LivePortrait d3 (moves, never talks) left and
     face_4 (talking) right with its own audio. Light-ASD ties the voice to the talker; the
     listener gets no voice, hence a silent track."""
-    from tasks.clip_library import LibraryClip
     from tasks.clipmedia import read_audio
     from tasks.stage2.render import voice_tracks
-    from tasks.stage2.ties import analyze_multiperson
-    from tasks.speech import speech_worker
 
     clip_path = tmp_path / "listener-talker.mp4"
     cell = "scale=416:480,setsar=1,fps=25,trim=0:6,setpts=PTS-STARTPTS"
@@ -302,11 +306,7 @@ def test_stage2_gives_the_voice_to_the_talker_not_the_listener(shared_videos: Pa
                     f"[0:v]{cell}[l];[1:v]{cell}[r];[l][r]hstack[v];[1:a]atrim=0:6,aresample=16000[a]",
                     "-map", "[v]", "-map", "[a]", "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", "-ac", "1",
                     str(clip_path)], check=True)  # fmt: skip
-    config = CurateConfig.model_validate({"multiperson": {"min_face_ratio": 0.5}})
-    speech = speech_worker(config.speech).analyze(clip_path)
-    clip = LibraryClip("lt", "lt", str(clip_path), 25.0, 150, 832, 480, {}, "rejected", "multi_face",
-                       np.zeros((150, 4)), None, speech.speech_regions, speech.words, speech.turns)  # fmt: skip
-    result = analyze_multiperson(clip, config)
+    _, result = _stage2_of(clip_path)
     print("listener and talker:", result.metrics)
     assert result.rejected is None, result.detail
     assert result.metrics["tie_method"] == "light_asd" and result.voice_of_face[0] is None

@@ -24,6 +24,7 @@ face with no voice is a listener (a silent track).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 import numpy as np
 
 from tasks.asd import face_scores, light_asd

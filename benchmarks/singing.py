@@ -1,0 +1,87 @@
+"""What the singing check sees on real talk, real singing and made music.
+
+    .venv/bin/python benchmarks/singing.py [SHARED_DATA_DIR]
+
+For each recording: the VAD's speech ratio (what the no_speech rule sees), the ASR's transcript
+(does it take the sound for words?), `held_pitch` and `pitched_gaps` (tasks/singing.py), and
+what the rules do with those figures alone (no_speech, singing, or passes). Recordings:
+- real talk: the ten talking clips, JFK, pyannote's telephone dialogue (../shared/data);
+- real singing: MultiTalk's multi3 tracks (sung lyrics, a man's and a woman's part);
+- music: LivePortrait d14 (instrumental, no voice);
+- made here: a synthesizer chord bed (ffmpeg), espeak-ng singing a melody (one syllable a note,
+  SSML prosody without pitch range) plain and with ffmpeg vibrato, the song over the bed, and
+  espeak-ng talk over the same bed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tasks.clipmedia import read_audio
+from tasks.config import CurateConfig
+from tasks.singing import analyze_singing
+from tasks.speech import speech_worker
+
+DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+MELODY = [("la", 196), ("la", 220), ("loo", 247), ("mee", 262), ("la", 247), ("daa", 220), ("mooo", 196), ("naa", 175),
+          ("la", 196), ("la", 220), ("loo", 247), ("mee", 294), ("la", 262)]  # fmt: skip
+BED = "aevalsrc=0.08*sin(2*PI*196*t)+0.06*sin(2*PI*247*t)+0.05*sin(2*PI*294*t):s=16000:d=9"
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *args], check=True)
+
+
+def made_media(tmp: Path) -> dict[str, Path]:
+    notes = "".join(f'<prosody pitch="{hz}Hz" range="0" rate="x-slow">{word}</prosody> ' for word, hz in MELODY)
+    subprocess.run(["espeak-ng", "-m", "-w", str(tmp / "voice.wav"), f"<speak>{notes}</speak>"], check=True)
+    talk = "Today I want to talk about how we clean the data before training, and why every clip keeps its reason."
+    subprocess.run(["espeak-ng", "-w", str(tmp / "talk.wav"), talk], check=True)
+    ffmpeg("-f", "lavfi", "-i", BED, str(tmp / "bed.wav"))
+    ffmpeg("-i", str(tmp / "voice.wav"), "-af", "vibrato=f=5.5:d=0.1", str(tmp / "vibrato.wav"))
+    mix = "[0:a]aresample=16000[v];[v][1:a]amix=inputs=2:duration=first:normalize=0"
+    for name, voice in (("song over bed", "vibrato.wav"), ("talk over bed", "talk.wav")):
+        ffmpeg("-i", str(tmp / voice), "-i", str(tmp / "bed.wav"), "-filter_complex", mix, str(tmp / f"{name}.wav"))
+    return {"synth bed (no voice)": tmp / "bed.wav", "espeak-ng song": tmp / "voice.wav",
+            "espeak-ng song, vibrato": tmp / "vibrato.wav", "song over bed": tmp / "song over bed.wav",
+            "espeak-ng talk": tmp / "talk.wav", "talk over bed": tmp / "talk over bed.wav"}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", nargs="?", type=Path, default=DEFAULT_DIR)
+    args = parser.parse_args()
+    rules = CurateConfig().verdict
+    videos, audio = args.data / "videos", args.data / "audio"
+    groups = {
+        "real talk": [*sorted(videos.glob("PC-AVS__*.mp4")), *sorted(videos.glob("video-retalking__*.mp4")),
+                      videos / "LivePortrait__d11.mp4", audio / "whisper__jfk.flac", audio / "pyannote-audio__sample.wav"],
+        "real singing": [audio / "MultiTalk__multi3_1-man.wav", audio / "MultiTalk__multi3_1-woman.wav"],
+        "music": [videos / "LivePortrait__d14.mp4"],
+    }  # fmt: skip
+    worker = speech_worker(CurateConfig().speech)
+    print(f"rules: no_speech below speech_ratio {rules.min_speech_ratio}, singing above held_pitch {rules.max_held_pitch}")
+    print(f"{'group':13s} {'recording':34s} speech  held   gaps   rules       transcript")
+    with tempfile.TemporaryDirectory() as tmp:
+        made = made_media(Path(tmp))
+        rows = [(g, p.stem, p) for g, paths in groups.items() for p in paths] + [("made", k, v) for k, v in made.items()]
+        for group, name, path in rows:
+            wave = read_audio(path)
+            speech = worker.analyze_audio(wave)
+            singing = analyze_singing(wave, speech.speech_regions)
+            if speech.speech_ratio < rules.min_speech_ratio:
+                verdict = "no_speech"
+            elif singing.held_pitch is not None and singing.held_pitch > rules.max_held_pitch:
+                verdict = "singing"
+            else:
+                verdict = "passes"
+            fmt = lambda v: "  -  " if v is None else f"{v:.2f}"  # noqa: E731
+            print(f"{group:13s} {name[:34]:34s} {speech.speech_ratio:5.2f}  {fmt(singing.held_pitch)}  "
+                  f"{fmt(singing.pitched_gaps)}  {verdict:10s}  {speech.transcript[:40]!r}", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
