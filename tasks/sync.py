@@ -170,7 +170,7 @@ NULL_SPREAD = 0.68
 
 def calibrated_z(confidence: float, n_frames: int) -> float:
     """The confidence in null spreads above the null median, at the clip's length."""
-    return (confidence * np.sqrt(n_frames) - NULL_MEDIAN) / NULL_SPREAD
+    return float((confidence * np.sqrt(n_frames) - NULL_MEDIAN) / NULL_SPREAD)
 
 
 def combine(pairs: PairCurves, search: int = 15, use=None) -> SyncEstimate:

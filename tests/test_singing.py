@@ -91,3 +91,19 @@ def test_phones_align_to_real_speech() -> None:
     aa = next(p for p in phones if p.name == "AA")
     assert at(m) < at(aa) and OPENING["M"] == 0.0
     assert align_phones(audio, "") is None and align_phones(audio, "zzxq qqzv xxyz") is None
+
+
+def test_a_face_pulling_faces_over_a_song_with_music_is_rejected(song: Path, shared_videos: Path, shared_models: Path,
+                                                                 tmp_path: Path) -> None:  # fmt: skip
+    """The case that passed before: a person pulling faces, not speaking (LivePortrait d3), over
+    music with sung lyrics (the song over a synthesizer chord bed). The accompaniment defeats
+    the pitch track, but Light-ASD sees that the face is not the one voicing it."""
+    bed = "aevalsrc=0.08*sin(2*PI*196*t)+0.06*sin(2*PI*247*t)+0.05*sin(2*PI*294*t):s=16000:d=9"
+    clip = tmp_path / "faces-over-song.mp4"
+    ffmpeg("-i", str(shared_videos / "LivePortrait__d3.mp4"), "-i", str(song), "-f", "lavfi", "-i", bed,
+           "-filter_complex", "[1:a][2:a]amix=inputs=2:duration=first:normalize=0[a]", "-map", "0:v", "-map", "[a]",
+           "-shortest", "-r", "25", "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", "-ar", "16000", "-ac", "1",
+           str(clip))  # fmt: skip
+    result = analyze_clip(clip, "s", "faces", tmp_path / "w", CurateConfig())
+    print("pulling faces over a song:", result.rejected, result.metrics)
+    assert result.rejected in (Reason.NOT_THE_SPEAKER, Reason.SINGING, Reason.NO_SPEECH)
