@@ -195,8 +195,8 @@ class VerdictConfig(_Section):
     min_speech_ratio: float = Field(0.5, ge=0, le=1, description="no_speech below this share of the clip.")
     max_speakers: int = Field(1, ge=1, description="multi_speaker above this many voices.")
     max_held_pitch: float = Field(
-        0.5, ge=0, le=1, description="singing above this share of the voiced speech on held notes (talk: 0.00-0.39 "
-        "on real recordings; sung notes 0.6-0.97; README)."
+        0.5, ge=0, le=1, description="singing above this share of the voiced speech on held notes, on the whole "
+        "signal or with the accompaniment taken out (talk: 0.00-0.39 on real recordings; sung notes 0.6-0.97; README)."
     )
     min_face_speaking: float = Field(
         0.5, ge=0, le=1, description="not_the_speaker below this share of the speech in which Light-ASD judges the "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import SHARED, ffmpeg
 
@@ -14,12 +15,13 @@ from tasks.clipmedia import read_audio
 from tasks.config import CurateConfig, SpeechConfig
 from tasks.phones import OPENING, align_phones, expected_opening
 from tasks.records import Reason
-from tasks.singing import analyze_singing
+from tasks.singing import analyze_singing, held_share, pitch_track, without_accompaniment
 from tasks.speech import speech_worker
 
 AUDIO = SHARED / "data" / "audio"
 MELODY = [("la", 196), ("la", 220), ("loo", 247), ("mee", 262), ("la", 247), ("daa", 220), ("mooo", 196), ("naa", 175),
           ("la", 196), ("la", 220), ("loo", 247), ("mee", 294), ("la", 262)]  # fmt: skip
+CHORD_BED = "aevalsrc=0.08*sin(2*PI*196*t)+0.06*sin(2*PI*247*t)+0.05*sin(2*PI*294*t):s=16000:d=9"  # G major, held
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +75,55 @@ def test_a_song_over_a_talking_face_is_rejected_as_singing(song: Path, shared_vi
     assert talking.rejected is None and talking.metrics["held_pitch"] < config.verdict.max_held_pitch
 
 
+def _band(path: Path, seconds: float) -> None:
+    """An accompaniment unlike the benchmark's: A minor, F, C, G, 1.5 s a chord, each tone with
+    its octave and a 4 Hz tremolo (the benchmark plucks G-Em-C-D every 2 s)."""
+    chords = [(220, 262, 330), (175, 220, 262), (131, 165, 196), (196, 247, 294)]
+
+    def tone(i: int) -> str:
+        a, b, c, d = (chord[i] for chord in chords)
+        return f"if(lt(mod(t,6),1.5),{a},if(lt(mod(t,6),3),{b},if(lt(mod(t,6),4.5),{c},{d})))"
+
+    tones = "+".join(f"0.05*sin(2*PI*{tone(i)}*t)+0.015*sin(4*PI*{tone(i)}*t)" for i in range(3))
+    ffmpeg("-f", "lavfi", "-i", f"aevalsrc='(0.8+0.2*sin(8*PI*t))*({tones})':s=16000:d={seconds}", str(path))
+
+
+def test_held_notes_hold_under_an_accompaniment(song: Path, tmp_path: Path) -> None:
+    """A held chord under the song defeats the one-voice pitch track on the whole signal; on the
+    foreground (the accompaniment taken out) the held notes come back above max_held_pitch. On a
+    band the separation was not chosen on (chords every 1.5 s, tremolo) it still recovers held
+    notes the whole signal loses, though not always past the limit (README). Talk over either
+    stays below it: the separation does not turn chords into held notes."""
+    limit = CurateConfig().verdict.max_held_pitch
+    ffmpeg("-f", "lavfi", "-i", CHORD_BED, str(tmp_path / "bed.wav"))
+    _band(tmp_path / "band.wav", 12)
+    talk = "Today I want to talk about how we clean the data before training, and why every clip keeps its reason."
+    subprocess.run(["espeak-ng", "-w", str(tmp_path / "talk.wav"), talk], check=True)
+    mix = "[0:a]aresample=16000[v];[v][1:a]amix=inputs=2:duration=first:normalize=0"
+    worker = speech_worker(SpeechConfig())
+    figures = {}
+    for under in ("bed", "band"):
+        for name, voice in (("song", song), ("talk", tmp_path / "talk.wav")):
+            mixed = tmp_path / f"{name}-over-{under}.wav"
+            ffmpeg("-i", str(voice), "-i", str(tmp_path / f"{under}.wav"), "-filter_complex", mix, "-ar", "16000",
+                   str(mixed))  # fmt: skip
+            audio = read_audio(mixed)
+            regions = worker.analyze_audio(audio).speech_regions
+            times = np.arange(len(audio) // 160) * 0.01 + 0.02
+            inside = np.zeros(len(times), bool)
+            for start, end in regions:
+                inside |= (times >= start) & (times < end)
+            separated = without_accompaniment(audio)
+            whole, foreground = (held_share(pitch_track(w), inside) or 0.0 for w in (audio, separated))
+            figures[f"{name} over {under}"] = (whole, foreground, analyze_singing(audio, regions).held_pitch)
+    print("held share (whole, foreground, held_pitch):", figures)
+    whole, foreground, held = figures["song over bed"]
+    assert whole < limit < held == foreground
+    whole, foreground, held = figures["song over band"]
+    assert foreground > whole + 0.15 and held == foreground
+    assert figures["talk over bed"][2] < limit and figures["talk over band"][2] < limit
+
+
 def test_phones_align_to_real_speech() -> None:
     """JFK's words force-aligned to phones: in order, inside the audio, the lips closed on the
     m of "my" and open on the aa of "not"; an empty or unknown transcript gives no phones."""
@@ -96,11 +147,10 @@ def test_phones_align_to_real_speech() -> None:
 def test_a_face_pulling_faces_over_a_song_with_music_is_rejected(song: Path, shared_videos: Path, shared_models: Path,
                                                                  tmp_path: Path) -> None:  # fmt: skip
     """The case that passed before: a person pulling faces, not speaking (LivePortrait d3), over
-    music with sung lyrics (the song over a synthesizer chord bed). The accompaniment defeats
-    the pitch track, but Light-ASD sees that the face is not the one voicing it."""
-    bed = "aevalsrc=0.08*sin(2*PI*196*t)+0.06*sin(2*PI*247*t)+0.05*sin(2*PI*294*t):s=16000:d=9"
+    music with sung lyrics (the song over a synthesizer chord bed): held notes on the song's
+    foreground, or Light-ASD seeing that the face is not the one voicing it."""
     clip = tmp_path / "faces-over-song.mp4"
-    ffmpeg("-i", str(shared_videos / "LivePortrait__d3.mp4"), "-i", str(song), "-f", "lavfi", "-i", bed,
+    ffmpeg("-i", str(shared_videos / "LivePortrait__d3.mp4"), "-i", str(song), "-f", "lavfi", "-i", CHORD_BED,
            "-filter_complex", "[1:a][2:a]amix=inputs=2:duration=first:normalize=0[a]", "-map", "0:v", "-map", "[a]",
            "-shortest", "-r", "25", "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", "-ar", "16000", "-ac", "1",
            str(clip))  # fmt: skip
