@@ -55,6 +55,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("videos", nargs="*", type=Path)
     parser.add_argument("--ray-cpus", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--analyze-batch", type=int, default=16,
+                        help="cluster.analyze_batch of both runs (1: one task run per clip, as before batching)")  # fmt: skip
     args = parser.parse_args()
     videos = args.videos or [SHARED / name for name in DEFAULT]
     footage = footage_seconds(videos)
@@ -64,11 +66,13 @@ def main() -> None:
             env = server.env(LOOPBACK_ENV)
             env.pop("RAY_ADDRESS", None)
             local_cfg, ray_cfg = root / "local.yaml", root / "ray.yaml"
-            local_cfg.write_text(f"workers: {args.ray_cpus}\n")
-            ray_cfg.write_text(f"workers: {args.ray_cpus}\ncluster: {{ray_address: '{address}'}}\n")
+            batch = f"analyze_batch: {args.analyze_batch}"
+            local_cfg.write_text(f"workers: {args.ray_cpus}\ncluster: {{{batch}}}\n")
+            ray_cfg.write_text(f"workers: {args.ray_cpus}\ncluster: {{ray_address: '{address}', {batch}}}\n")
             local_s, local_v = curate(videos, root / "local", local_cfg, env)
             ray_s, ray_v = curate(videos, root / "on-ray", ray_cfg, env)
-    print(f"{len(videos)} videos, {footage:.1f} s of footage; {args.ray_cpus} CPUs for either runner")
+    print(f"{len(videos)} videos, {footage:.1f} s of footage; {args.ray_cpus} CPUs for either runner; "
+          f"analysis batches of at most {args.analyze_batch}")  # fmt: skip
     print(f"local thread pool: {local_s:7.1f} s  ({footage / local_s:.2f} s of footage per s)")
     print(f"Ray (loopback):    {ray_s:7.1f} s  ({footage / ray_s:.2f} s of footage per s)")
     print(f"ratio Ray / local: {ray_s / local_s:.2f}x")

@@ -9,7 +9,9 @@ concurrency, per-host limits, the disk floor and bookkeeping.
 
 from __future__ import annotations
 
+import math
 import shutil
+import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -20,7 +22,7 @@ from flows.events import curation_updated
 from flows.progress import RunProgress
 from flows.reporting import publish_curation_artifacts
 from flows.runners import check_cluster, resources, task_runner
-from tasks.analyze import ClipAnalysis, analyze_clip, check_models
+from tasks.analyze import ClipAnalysis, ClipFailure, analyze_clip, check_models
 from tasks.catalog import Catalog
 from tasks.config import CurateConfig, load_config
 from tasks.ingest import acquire, expand_inputs
@@ -56,9 +58,18 @@ def split_task(acquired: Acquired, workdir: Path, config: CurateConfig) -> Sourc
         return Rejection.of(exc)
 
 
-@task(name="analyze-clip", tags=["analyze"], persist_result=False)
-def analyze_task(path: str, source_id: str, clip_id: str, workdir: Path, config: CurateConfig) -> ClipAnalysis:
-    return analyze_clip(path, source_id, clip_id, workdir, config)
+@task(name="analyze-clips", tags=["analyze"], persist_result=False)
+def analyze_task(clips: list[dict], workdir: Path, config: CurateConfig) -> list[ClipAnalysis | ClipFailure]:
+    """Analyse a batch of clips in one task run (models stay loaded in this worker); an
+    unexpected error costs only the clip it happened on."""
+    done: list[ClipAnalysis | ClipFailure] = []
+    for clip in clips:
+        try:
+            done.append(analyze_clip(clip["path"], clip["source_id"], clip["clip_id"], workdir, config))
+        except Exception as exc:  # noqa: BLE001 - recorded as that clip's internal_error
+            get_run_logger().error("analysis failed on clip %s: %r", clip["clip_id"], exc)
+            done.append(ClipFailure(clip["clip_id"], f"{type(exc).__name__}: {exc}"))
+    return done
 
 
 def _outcome(future: PrefectFuture) -> object:
@@ -81,17 +92,21 @@ def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> d
         check_models(config)  # one clear error up front if a model is missing, before any work
     check_cluster(config.cluster)
     stats = {"inputs": len(items), "skipped_done": 0, "skipped_fetched": 0, "new_sources": 0, "new_clips": 0,
-             "analyzed_clips": 0, "listed": 0, "disk_budget": 0}  # fmt: skip
+             "analyzed_clips": 0, "listed": 0, "disk_budget": 0, "analysis_seconds": {}}  # fmt: skip
 
     with task_runner(config.cluster, config.workers) as runner:
+        started = time.perf_counter()
         items = _list_urls(runner, items, catalog, config, stats, logger)
         stats["inputs"] = len(items)
         progress = RunProgress(total=len(items))
         acquiring = _acquire_new_inputs(runner, items, catalog, work, config, progress, stats, logger)
         splitting = _split_new_sources(runner, acquiring, catalog, work, config, progress, stats)
         _record_splits(splitting, catalog, work, config, progress, stats, logger)
+        stats["phase_seconds"] = {"ingest_split": round(time.perf_counter() - started, 3)}
         if config.analyze:
+            started = time.perf_counter()
             _analyze_clips(runner, catalog, work, config, stats, logger)
+            stats["phase_seconds"]["analysis"] = round(time.perf_counter() - started, 3)
     progress.close()
 
     report = catalog.report()
@@ -181,27 +196,26 @@ def _record_splits(
 def _analyze_clips(
     runner: TaskRunner, catalog: Catalog, work: Path, config: CurateConfig, stats: dict, logger
 ) -> None:
-    """Analyse every written clip not analysed yet; an unexpected error rejects that clip only."""
-    pending = catalog.clips_to_analyze()
+    """Analyse every written clip not analysed yet, in batches (one task run each, at least two
+    per worker); an unexpected error rejects that clip only, a lost task its batch."""
+    pending = [dict(row) for row in catalog.clips_to_analyze()]
+    size = max(1, min(config.cluster.analyze_batch, math.ceil(len(pending) / (2 * config.workers))))
+    batches = [pending[i : i + size] for i in range(0, len(pending), size)]
     with resources(runner, config.cluster.analyze_cpus, config.cluster.analyze_gpus):
-        futures = {
-            runner.submit(
-                analyze_task,
-                {"path": row["path"], "source_id": row["source_id"], "clip_id": row["clip_id"], "workdir": work,
-                 "config": config},
-            ): row["clip_id"]
-            for row in pending
-        }  # fmt: skip
+        futures = {runner.submit(analyze_task, {"clips": b, "workdir": work, "config": config}): b for b in batches}
     for future in as_completed(list(futures)):
-        result = _outcome(future)
-        if isinstance(result, ClipAnalysis):
-            catalog.record_analysis(result.clip_id, result.metrics, result.rejected)
-        else:
-            logger.error("analysis failed on clip %s: %r", futures[future], result)
-            catalog.record_analysis(
-                futures[future], {"analyzed": True}, Reason.INTERNAL_ERROR, f"{type(result).__name__}: {result}"
-            )
-        stats["analyzed_clips"] += 1
+        results = _outcome(future)
+        if isinstance(results, BaseException):
+            logger.error("an analysis task failed: %r", results)
+            results = [ClipFailure(c["clip_id"], f"{type(results).__name__}: {results}") for c in futures[future]]
+        for result in results:
+            if isinstance(result, ClipAnalysis):
+                catalog.record_analysis(result.clip_id, result.metrics, result.rejected)
+                for stage, spent in result.seconds.items():
+                    stats["analysis_seconds"][stage] = round(stats["analysis_seconds"].get(stage, 0.0) + spent, 3)
+            else:
+                catalog.record_analysis(result.clip_id, {"analyzed": True}, Reason.INTERNAL_ERROR, result.error)
+            stats["analyzed_clips"] += 1
 
 
 def _list_urls(

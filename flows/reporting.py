@@ -44,6 +44,11 @@ def summary_markdown(counts: dict, run: dict, workdir: str) -> str:
     if run.get("disk_budget"):
         lines += ["", f"**{run['disk_budget']} inputs were not downloaded: free disk space is under ingest.min_free_gb.** "
                       "They are retried by the next run."]  # fmt: skip
+    spent = run.get("analysis_seconds") or {}
+    if spent:
+        total = sum(spent.values())
+        shares = ", ".join(f"{k} {v / total:.0%}" for k, v in sorted(spent.items(), key=lambda kv: -kv[1]))
+        lines += ["", f"Analysis: {total:.1f} s of stage time ({shares})."]
     if counts["rejected_by_reason"]:
         lines += ["", "Rejections: " + ", ".join(f"{r} {n}" for r, n in counts["rejected_by_reason"].items()) + "."]
     return "\n".join(lines)

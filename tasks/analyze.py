@@ -26,10 +26,10 @@ from tasks.phones import align_phones
 from tasks.quality import analyze_quality
 from tasks.records import Reason
 from tasks.singing import analyze_singing
-from tasks.speech import speech_worker
+from tasks.speech import SpeechResult, speech_worker
 from tasks.sync import estimate_offset, shift_audio, syncnet_offset
 from tasks.syncnet import load_syncnet
-from tasks.verdict import judge, sync_is_confident
+from tasks.verdict import early_rejection, judge, sync_is_confident
 
 _SYNCNETS: dict[str, object] = {}
 
@@ -41,6 +41,14 @@ class ClipAnalysis:
     rejected: Reason | None
     sidecar: str
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage, for benchmarks/analyze.py
+
+
+@dataclass(frozen=True)
+class ClipFailure:
+    """A clip whose analysis raised: it is recorded as internal_error with this text."""
+
+    clip_id: str
+    error: str
 
 
 @contextmanager
@@ -88,6 +96,9 @@ def _syncnet(config: CurateConfig):
 
 
 def analyze_clip(path: str | Path, source_id: str, clip_id: str, workdir: Path, config: CurateConfig) -> ClipAnalysis:
+    """Analyse one standard clip. Stages run cheapest first; unless `every_metric` is set, a clip
+    that an early check already rejects (by `early_rejection`, so with the verdict it would get
+    anyway) skips the stages after it and keeps the metrics measured so far."""
     path = Path(path)
     seconds: dict[str, float] = {}
     with _timed(seconds, "decode"):
@@ -99,24 +110,31 @@ def analyze_clip(path: str | Path, source_id: str, clip_id: str, workdir: Path, 
     step = sample_step(media.fps, config.faces.sample_fps)
     with _timed(seconds, "quality"):
         metrics.update(analyze_quality(media, faces.boxes, step).metrics())
-    with _timed(seconds, "speech"):
-        speech = speech_worker(config.speech).analyze_audio(media.audio)
-    metrics.update(speech.metrics())
-    if speech.speech_regions:
-        with _timed(seconds, "singing"):
-            metrics.update(analyze_singing(media.audio, speech.speech_regions, media.rate).metrics())
+
+    def go_on(*keep_going: Reason) -> bool:
+        early = early_rejection(metrics, config.verdict)
+        return config.every_metric or early is None or early in keep_going
+
+    speech = SpeechResult(0.0, None, "")
+    if go_on(Reason.MULTI_FACE):  # stage 2 reads a multi_face clip's voices and turns
+        with _timed(seconds, "speech"):
+            speech = speech_worker(config.speech).analyze_audio(media.audio)
+        metrics.update(speech.metrics())
+        if speech.speech_regions:
+            with _timed(seconds, "singing"):
+                metrics.update(analyze_singing(media.audio, speech.speech_regions, media.rate).metrics())
     landmarks = None
     sync = None
     phones = None
     speaking = None
     asd = light_asd(config.speaker.model)
-    if asd is not None and faces.embedding is not None and speech.speech_regions:
+    if asd is not None and faces.embedding is not None and speech.speech_regions and go_on():
         with _timed(seconds, "speaker"):
             speaking = face_scores(asd, media.frames, media.fps, faces.boxes / media.scale, media.audio, media.rate)
         share = speaking_share(speaking, speech.speech_regions, media.fps)
         if share is not None:
             metrics["face_speaking"] = round(share, 3)
-    if faces.embedding is not None:
+    if faces.embedding is not None and go_on():
         with _timed(seconds, "landmarks"):
             landmarks = analyze_landmarks(media, faces.boxes, resolve_landmarker(config.faces.landmarker))
         metrics["landmarks_found"] = round(landmarks.found_ratio, 3)

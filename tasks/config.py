@@ -301,6 +301,10 @@ class ClusterConfig(_Section):
     split_cpus: float = Field(1.0, gt=0, description="CPUs a split-and-cut task asks Ray for (decode + x264).")
     analyze_cpus: float = Field(1.0, gt=0, description="CPUs a clip-analysis task asks Ray for.")
     analyze_gpus: float = Field(0.0, ge=0, description="GPUs a clip-analysis task asks Ray for (0 on CPU nodes).")
+    analyze_batch: int = Field(
+        16, ge=1, description="Clips analysed in one task at most: one task run per batch instead of per clip, the "
+        "models loaded once in its worker; batches are made smaller so that every worker gets at least two.",
+    )
 
 
 class CurateConfig(_Section):
@@ -308,6 +312,12 @@ class CurateConfig(_Section):
 
     workers: int = Field(2, ge=1, description="Sources processed at once.")
     analyze: bool = Field(True, description="Run faces, speech, sync and quality on every clip.")
+    every_metric: bool = Field(
+        False, description="Measure every stage of every clip. false (cheap checks first): a clip a face check "
+        "rejects skips speech (a multi_face clip keeps it, for stage 2), one the speech, singing or who-speaks "
+        "check rejects skips landmarks and sync; verdicts are the same either way, but a changed threshold can "
+        "only be re-applied to metrics that were measured.",
+    )
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     standardize: StandardizeConfig = Field(default_factory=StandardizeConfig)

@@ -51,13 +51,32 @@ OPTIONAL = {"face_speaking", "held_pitch"}  # metrics a clip may lack (no Light-
 
 def judge(metrics: dict, config: VerdictConfig) -> Reason | None:
     """None for accepted, else the reason. Faces first (nothing else matters without one face)."""
+    return _first_failure(metrics, config, partial=False)
+
+
+def early_rejection(metrics: dict, config: VerdictConfig) -> Reason | None:
+    """The reason a clip fails on the metrics measured so far, or None while it may still pass.
+
+    The rules are walked in `judge`'s order and the walk stops at the first metric not measured
+    yet, and before lip sync: a reason found here is the reason `judge` gives once every metric
+    is in, so the analysis can stop paying for later stages (cheap checks first) without
+    changing a verdict."""
+    return _first_failure(metrics, config, partial=True)
+
+
+def _first_failure(metrics: dict, config: VerdictConfig, partial: bool) -> Reason | None:
     if metrics.get("face_coverage", 0.0) == 0.0:
         return Reason.NO_FACE
     for key, op, field, reason in RULES:
+        if partial and key not in OPTIONAL and key not in metrics:
+            return None
         limit = getattr(config, field)
         value = metrics.get(key) if key in OPTIONAL else metrics[key]
         if value is not None and (value > limit if op == ">" else value < limit):
             return reason
-        if reason is SYNC_AFTER and judge_sync(metrics, config) is not None:
-            return Reason.OUT_OF_SYNC
+        if reason is SYNC_AFTER:
+            if partial:
+                return None
+            if judge_sync(metrics, config) is not None:
+                return Reason.OUT_OF_SYNC
     return None

@@ -95,15 +95,24 @@ def test_a_voice_that_is_not_the_face_is_rejected(shared_videos: Path, shared_mo
            str(listener))  # fmt: skip
     still = _standard_clip(voice, tmp_path / "still.mp4", "-vf", "select=eq(n\\,0),loop=245:1:0,setpts=N/25/TB")
     config = CurateConfig()
-    found = {}
+    found, metrics = {}, {}
     for name, clip in (("talking", _standard_clip(voice, tmp_path / "talking.mp4")), ("listener", listener),
                        ("photo", still)):  # fmt: skip
         result = analyze_clip(clip, "s", name, tmp_path / "w", config)
         found[name] = (result.rejected, result.metrics.get("face_speaking"))
+        metrics[name] = result.metrics
     print("Light-ASD verdicts:", found)
     assert found["talking"][0] is None and found["talking"][1] >= 0.9
     for name in ("listener", "photo"):
         assert found[name][0] is Reason.NOT_THE_SPEAKER and found[name][1] < config.verdict.min_face_speaking, name
+    # cheap checks first: the rejected listener skipped landmarks and sync; with every metric it
+    # pays for them and gets the same verdict
+    assert "landmarks_found" in metrics["talking"] and "sync_offset_frames" in metrics["talking"]
+    assert "landmarks_found" not in metrics["listener"] and "sync_offset_frames" not in metrics["listener"]
+    every_metric = config.model_copy(update={"every_metric": True})
+    every = analyze_clip(listener, "s", "listener-every", tmp_path / "w", every_metric)
+    assert every.rejected is Reason.NOT_THE_SPEAKER and "landmarks_found" in every.metrics
+    assert "sync_offset_frames" in every.metrics and set(metrics["listener"]) < set(every.metrics)
 
 
 @pytest.fixture(scope="module")

@@ -117,3 +117,25 @@ def test_shared_footage_through_the_flow(prefect_server, shared_videos: Path, tm
     assert len(golden) == 2 and all(i["metrics"]["fps"] == 25.0 for i in golden)
     assert result["counts"]["items"] == len(items)
     json.dumps(result)  # the flow's return value is plain data
+
+
+def test_an_analysis_batch_loses_only_its_bad_clip_and_a_faceless_clip_skips_speech(
+    prefect_server, shared_models: Path, tmp_path: Path
+) -> None:
+    """One task run analyses a batch of clips: a clip whose file vanished becomes that clip's
+    failure (recorded as internal_error by the flow) and the next clip is still analysed; that
+    clip has no face, so with cheap checks first it is rejected before speech is paid for."""
+    from flows.curate import analyze_task
+    from tasks.analyze import ClipAnalysis, ClipFailure
+    from tasks.config import CurateConfig
+    from tasks.records import Reason
+
+    faceless = make_video(tmp_path / "pattern.mp4", 2.0)
+    clips = [{"clip_id": "gone", "source_id": "s", "path": str(tmp_path / "gone.mp4")},
+             {"clip_id": "pattern", "source_id": "s", "path": str(faceless)}]  # fmt: skip
+    gone, pattern = analyze_task(clips=clips, workdir=tmp_path / "work", config=CurateConfig())
+    assert isinstance(gone, ClipFailure) and gone.clip_id == "gone" and gone.error
+    assert isinstance(pattern, ClipAnalysis) and pattern.rejected is Reason.NO_FACE
+    assert "speech_ratio" not in pattern.metrics and "speech" not in pattern.seconds
+    every = analyze_task(clips=clips[1:], workdir=tmp_path / "work", config=CurateConfig(every_metric=True))[0]
+    assert every.rejected is Reason.NO_FACE and "speech_ratio" in every.metrics

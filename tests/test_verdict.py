@@ -1,6 +1,6 @@
 from tasks.config import VerdictConfig
 from tasks.records import Reason
-from tasks.verdict import judge
+from tasks.verdict import early_rejection, judge
 
 GOOD = {
     "face_coverage": 1.0, "multi_face_ratio": 0.0, "face_size_px": 200, "yaw_deg": 10, "speech_ratio": 0.9,
@@ -52,3 +52,40 @@ def test_optional_metrics_and_the_calibrated_sync_rule() -> None:
     assert sync_is_confident({"sync_confidence": 0.0, "sync_z": rules.min_sync_z}, rules)
     assert not sync_is_confident({"sync_confidence": 0.9, "sync_z": None}, rules)
     assert sync_is_confident({"sync_confidence": rules.min_sync_confidence}, rules)  # SyncNet: no sync_z
+
+
+# what each stage of the analysis adds, in the order the analysis runs them
+STAGES = (
+    ("face_coverage", "multi_face_ratio", "face_size_px", "yaw_deg", "sharpness", "brightness", "motion"),
+    ("speech_ratio", "num_speakers", "held_pitch"),
+    ("face_speaking",),
+    ("sync_offset_frames", "sync_confidence"),
+)
+
+
+def test_an_early_rejection_is_the_verdict_the_whole_analysis_gives() -> None:
+    """Cheap checks first must not change a verdict: over every clip that fails one to three
+    rules, a reason found on the first stages' metrics is the one `judge` gives on all of them,
+    and a clip it lets through is never one `judge` rejects for an earlier stage's rule."""
+    import itertools
+
+    rules = VerdictConfig()
+    failing = {"face_coverage": 0.5, "multi_face_ratio": 0.5, "face_size_px": 90, "yaw_deg": 70, "speech_ratio": 0.1,
+               "held_pitch": 0.8, "num_speakers": 2, "face_speaking": 0.2, "sync_offset_frames": -9, "sharpness": 5,
+               "brightness": 10, "motion": 2.0}  # fmt: skip
+    stopped_early = 0
+    for n in (1, 2, 3):
+        for keys in itertools.combinations(failing, n):
+            full = {**GOOD, "held_pitch": 0.1, "face_speaking": 0.9, **{k: failing[k] for k in keys}}
+            final = judge(full, rules)
+            assert final is not None
+            for depth in range(1, len(STAGES) + 1):
+                measured = {k: full[k] for stage in STAGES[:depth] for k in stage}
+                early = early_rejection(measured, rules)
+                if early is not None:
+                    assert early is final, (keys, depth)
+                    stopped_early += 1
+                    break
+    assert stopped_early > 100  # most combinations are caught before lip sync
+    assert early_rejection({**GOOD, "sync_offset_frames": -9, "sharpness": 5}, rules) is None  # sync outranks blur
+    assert early_rejection({"face_coverage": 0.0}, rules) is Reason.NO_FACE
