@@ -18,23 +18,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from curate_ray import footage_seconds  # benchmarks/ is the script's folder
+
 from anytalker.local_prefect import start_server
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
-
-
-def footage_seconds(videos: list[Path]) -> float:
-    total = 0.0
-    for v in videos:
-        out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(v)],
-                             capture_output=True, text=True, check=True)  # fmt: skip
-        total += float(out.stdout.strip())
-    return total
 
 
 def run(videos: list[Path], work: Path, workers: int, every_metric: bool) -> tuple[float, dict, dict]:

@@ -1,12 +1,13 @@
 """What running the curate flow's tasks on Ray costs against the local thread pool, same footage.
 
-    .venv/bin/python benchmarks/curate_ray.py [VIDEO ...]
+    .venv/bin/python benchmarks/curate_ray.py [VIDEO ...] [--analyze-batch N]
 
 Starts a Prefect server and a one-node Ray cluster, both on 127.0.0.1, then runs
 `anytalker curate` twice on the same videos into two fresh work directories: once on the local
 thread pool (`workers` threads), once with `cluster.ray_address` set (each task asks Ray for its
-CPUs). Prints wall seconds, seconds of footage per wall second, the Ray/local ratio, and whether
-both runs reached the same verdicts. On one machine Ray can only add overhead (worker start-up,
+CPUs), both with `cluster.analyze_batch` N (16; 1 runs a task per clip). Prints wall seconds,
+seconds of footage per wall second, the Ray/local ratio, and whether both runs reached the same
+verdicts. On one machine Ray can only add overhead (worker start-up,
 models loaded once per Ray worker); what it buys is more machines.
 """
 
