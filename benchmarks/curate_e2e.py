@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from curate_ray import footage_seconds  # benchmarks/ is the script's folder
+from curate_ray import footage_seconds, verdict_table  # benchmarks/ is the script's folder
 
 from anytalker.local_prefect import start_server
 
@@ -41,8 +41,7 @@ def run(videos: list[Path], work: Path, workers: int, every_metric: bool) -> tup
     seconds = time.perf_counter() - start
     with Catalog(work) as catalog:
         items = catalog.report()["items"]
-    verdicts = {(Path(i["source"]).name, i["start"]): i["reason"] or i["verdict"] for i in items}
-    return seconds, result["run"], verdicts
+    return seconds, result["run"], verdict_table(items)
 
 
 def describe(name: str, seconds: float, stats: dict, footage: float, cores: int) -> None:

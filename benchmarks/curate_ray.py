@@ -39,8 +39,12 @@ def curate(videos: list[Path], work: Path, config: Path, env: dict[str, str]) ->
         raise SystemExit(f"curate failed:\n{done.stderr[-3000:]}")
     report = subprocess.run([sys.executable, "-m", "anytalker", "report", str(work), "--json"], env=env,
                             capture_output=True, text=True, check=True)  # fmt: skip
-    items = json.loads(report.stdout)["items"]
-    return seconds, {(Path(i["source"]).name, i["start"]): i["reason"] or i["verdict"] for i in items}
+    return seconds, verdict_table(json.loads(report.stdout)["items"])
+
+
+def verdict_table(items: list[dict]) -> dict[tuple[str, float | None], str]:
+    """(source file name, clip start) -> the clip's reason, or "accepted", from report items."""
+    return {(Path(i["source"]).name, i["start"]): i["reason"] or i["verdict"] for i in items}
 
 
 def footage_seconds(videos: list[Path]) -> float:

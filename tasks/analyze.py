@@ -29,7 +29,7 @@ from tasks.singing import analyze_singing
 from tasks.speech import SpeechResult, speech_worker
 from tasks.sync import estimate_offset, shift_audio, syncnet_offset
 from tasks.syncnet import load_syncnet
-from tasks.verdict import early_rejection, judge, sync_is_confident
+from tasks.verdict import STAGE2_REASONS, early_rejection, judge, sync_is_confident
 
 _SYNCNETS: dict[str, object] = {}
 
@@ -116,7 +116,7 @@ def analyze_clip(path: str | Path, source_id: str, clip_id: str, workdir: Path, 
         return config.every_metric or early is None or early in keep_going
 
     speech = SpeechResult(0.0, None, "")
-    if go_on(Reason.MULTI_FACE):  # stage 2 reads a multi_face clip's voices and turns
+    if go_on(*STAGE2_REASONS):  # stage 2 reads a multi-person clip's voices and turns
         with _timed(seconds, "speech"):
             speech = speech_worker(config.speech).analyze_audio(media.audio)
         metrics.update(speech.metrics())

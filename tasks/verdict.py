@@ -47,6 +47,8 @@ RULES: tuple[tuple[str, str, str, Reason], ...] = (
 )
 SYNC_AFTER = Reason.NOT_THE_SPEAKER  # lip sync is judged once the one voice is known to be the face's
 OPTIONAL = {"face_speaking", "held_pitch"}  # metrics a clip may lack (no Light-ASD weights, nothing voiced)
+# rejections that make a clip a stage-2 candidate (a real multi-person clip): it keeps its speech analysis
+STAGE2_REASONS = (Reason.MULTI_FACE, Reason.MULTI_SPEAKER)
 
 
 def judge(metrics: dict, config: VerdictConfig) -> Reason | None:

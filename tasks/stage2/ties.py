@@ -35,6 +35,7 @@ from tasks.faces import resolve_face_models, stable_faces
 from tasks.landmarks import analyze_landmarks, resolve_landmarker
 from tasks.records import Reason
 from tasks.sync import speech_band_envelope
+from tasks.verdict import STAGE2_REASONS
 
 
 @dataclass
@@ -51,7 +52,7 @@ class MultiPersonResult:
 
 def is_candidate(clip: LibraryClip, config: CurateConfig) -> bool:
     """Rejected at curation for several faces or voices, yet with enough speech."""
-    return clip.reason in (Reason.MULTI_FACE.value, Reason.MULTI_SPEAKER.value) and (
+    return clip.reason in {r.value for r in STAGE2_REASONS} and (
         clip.metrics.get("speech_ratio", 0.0) >= config.multiperson.min_speech_ratio
     )
 
