@@ -224,14 +224,15 @@ def prepare_demo_models(workdir: Path) -> tuple[Path | None, str]:
     """Find face models for the demo; returns (a config file or None, a note for the user).
 
     Order: what the environment and the default config name (downloads on a machine with
-    internet); else ../shared/models beside this checkout; else a config that turns analysis
-    off, with a note on how to get the models.
+    internet); else the shared folder's models (ANYTALKER_SHARED, else ../shared beside this
+    checkout: the project's CI layout, as tests/conftest.py finds it); else a config that turns
+    analysis off, with a note on how to get the models.
     """
     from tasks.analyze import check_models
     from tasks.config import CurateConfig
     from tasks.faces import ModelsMissing
 
-    shared = Path(__file__).resolve().parents[2] / "shared" / "models"
+    shared = Path(os.environ.get("ANYTALKER_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "models"
     for env, name in (("ANYTALKER_IDENTITY_MODEL", "mobilefacenet_arcface.onnx"),
                       ("ANYTALKER_LIGHT_ASD", "lightasd_finetuning_TalkSet.model")):  # the evaluation's, when there
         if (shared / name).is_file():
