@@ -40,9 +40,11 @@ def curate(
     workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Where clips, downloads and the catalog live.")],
     config: ConfigOpt = None,
 ) -> None:
-    """Ingest INPUTS, split them into shots and write standard clips, recording a verdict for each.
+    """Ingest INPUTS, split them into shots, analyse every clip and write the kept ones as standard clips,
+    recording a verdict for each.
 
-    Runs on Prefect's embedded server, or against the server in PREFECT_API_URL when it is set.
+    Only accepted clips and stage-2 candidates are encoded (standardize.write_rejected: true writes all); a changed
+    threshold is applied later with `anytalker recut`. Runs on Prefect's embedded server, or against the server in PREFECT_API_URL when it is set.
     A rerun skips what is done.
     """
     workdir = workdir.resolve()
@@ -84,6 +86,43 @@ def report(
         typer.echo(json.dumps(data, indent=2))
     else:
         print_report(data)
+
+
+@app.command()
+def recut(
+    workdir: Annotated[Path, typer.Option("--workdir", "-w", help="The curated work directory.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Judge every analysed clip again under CONFIG's thresholds and cut the clips it now keeps from their sources.
+
+    No model runs: verdicts come from the metrics in the catalog. A newly kept clip is cut from its source, which
+    must still be on disk (ingest.keep_sources). A clip whose analysis stopped at an earlier check keeps its verdict
+    where a stage it never reached would decide (those need every_metric: true and a new analysis). Exits 1 when
+    kept clips could not be cut.
+    """
+    from tasks.config import ConfigError, load_config
+    from tasks.recut import recut as recut_clips
+
+    if not (workdir / "catalog.sqlite").exists():
+        typer.secho(f"error: no catalog in {workdir} (run `anytalker curate` first)", fg="red", err=True)
+        raise typer.Exit(2)
+    try:
+        settings = load_config(config)
+    except ConfigError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    summary = recut_clips(workdir.resolve(), settings)
+    changed = ", ".join(f"{k}: {n}" for k, n in sorted(summary.changed.items())) or "none"
+    typer.echo(f"judged {summary.judged} clips; verdicts changed: {changed}; {summary.written} clips cut")
+    if summary.unreached:
+        typer.echo(f"{summary.unreached} clips kept their verdict: their analysis stopped before the stage that "
+                   "would now decide (every_metric: true measures every stage)")  # fmt: skip
+    for source in summary.source_missing:
+        typer.secho(f"{source}: its source is no longer on disk; clips it now keeps were not cut", fg="yellow", err=True)
+    for failure in summary.failed:
+        typer.secho(f"cut failed: {failure}", fg="yellow", err=True)
+    if summary.source_missing or summary.failed:
+        raise typer.Exit(1)
 
 
 @app.command()

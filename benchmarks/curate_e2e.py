@@ -1,23 +1,30 @@
 """The whole curate flow, end to end: footage curated per wall second per core, and where the
-time goes, with cheap checks first (the default) and with every metric measured.
+time goes, with cheap checks first (the default) and with every metric measured, and against an
+earlier commit's flow on the same footage.
 
-    .venv/bin/python benchmarks/curate_e2e.py [VIDEO ...] [--workers 2]
+    .venv/bin/python benchmarks/curate_e2e.py [VIDEO ...] [--workers 2] [--baseline REV] [--keep DIR]
 
 Runs the `curate` flow (against a local Prefect server started first; local thread pool;
-models loaded and the speech worker started before either run is timed) on every video of
-../shared/data/videos, twice, into fresh work directories: `every_metric: false` (a clip an
-early check rejects skips the later stages), then `every_metric: true` (every stage on every
-clip, what the analysis did before the cascade; second, so that warm caches favour it).
+models loaded and the speech worker started before any run is timed) on every video of
+../shared/data/videos into fresh work directories: `every_metric: false` (a clip an early check
+rejects skips the later stages), then `every_metric: true` (every stage on every clip). With
+--baseline, REV's curate flow (a git worktree of that commit, in its own process, same server,
+its default config) runs first on the same videos: the before of a before/after table.
 Prints footage seconds per wall second per core, footage-hours per core-day, the share of time
-by phase and by analysis stage, the summed analysis task time (steadier than the wall of two
-threads), whether both runs reached the same verdicts, and every clip's verdict. The speech
-stage runs in the speech worker process; its time is wall time seen from the flow.
+by phase and by stage (summed over workers), how many clips were encoded, whether the runs
+reached the same verdicts, and every clip's verdict. The speech stage runs in the speech worker
+process; its time is wall time seen from the flow. --keep leaves the cheap-checks run's work
+directory in DIR (for `benchmarks/curate_split.py --kept DIR`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +34,14 @@ from curate_ray import footage_seconds, verdict_table  # benchmarks/ is the scri
 from anytalker.local_prefect import start_server
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
+REPO = Path(__file__).resolve().parents[1]
+BASELINE_RUN = """
+import json, sys, time
+from flows.curate import curate
+start = time.perf_counter()
+result = curate(inputs=json.loads(sys.argv[1]), workdir=sys.argv[2], config_path=None)
+print("RESULT " + json.dumps({"seconds": time.perf_counter() - start, "run": result["run"]}))
+"""
 
 
 def run(videos: list[Path], work: Path, workers: int, every_metric: bool) -> tuple[float, dict, dict]:
@@ -44,26 +59,51 @@ def run(videos: list[Path], work: Path, workers: int, every_metric: bool) -> tup
     return seconds, result["run"], verdict_table(items)
 
 
+def run_baseline(rev: str, videos: list[Path], work: Path) -> tuple[float, dict, dict]:
+    """REV's curate flow on the same videos, from a git worktree, in its own process."""
+    from tasks.catalog import Catalog
+
+    tree = work.parent / f"tree-{rev}"
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), rev], check=True,
+                   capture_output=True)  # fmt: skip
+    try:
+        done = subprocess.run([sys.executable, "-c", BASELINE_RUN, json.dumps([str(v) for v in videos]), str(work)],
+                              cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True)  # fmt: skip
+        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        if done.returncode != 0 or not lines:
+            raise SystemExit(f"the baseline run failed:\n{done.stderr[-3000:]}")
+        result = json.loads(lines[-1][len("RESULT ") :])
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], capture_output=True)
+    with Catalog(work) as catalog:
+        items = catalog.report()["items"]
+    return result["seconds"], result["run"], verdict_table(items)
+
+
+def stage_seconds(stats: dict) -> dict[str, float]:
+    return stats.get("stage_seconds") or stats.get("analysis_seconds") or {}
+
+
 def describe(name: str, seconds: float, stats: dict, footage: float, cores: int) -> None:
     rate = footage / seconds / cores
     phases = stats.get("phase_seconds", {})
-    stages = stats.get("analysis_seconds", {})
+    stages = stage_seconds(stats)
     total_stage = sum(stages.values()) or 1.0
-    analysis_wall = phases.get("analysis", 0.0)
     print(f"{name}: {seconds:.1f} s wall; {footage / seconds:.2f} s of footage per wall second, {rate:.2f} per core, "
           f"{rate * 24:.1f} footage-hours per core-day")  # fmt: skip
-    print(f"  phases: ingest+split+standardize {phases.get('ingest_split', 0) / seconds:.0%}, "
-          f"analysis {analysis_wall / seconds:.0%}")  # fmt: skip
-    shares = ", ".join(f"{k} {analysis_wall * v / total_stage / seconds:.0%}"
-                       for k, v in sorted(stages.items(), key=lambda kv: -kv[1]))  # fmt: skip
-    print(f"  analysis stages, as shares of the whole run: {shares}")
-    print(f"  analysis task time (all stages, summed over workers): {sum(stages.values()):.1f} s")
+    print("  phases: " + ", ".join(f"{k} {v / seconds:.0%}" for k, v in phases.items()))
+    shares = ", ".join(f"{k} {v / total_stage:.0%}" for k, v in sorted(stages.items(), key=lambda kv: -kv[1]))
+    print(f"  stage time {total_stage:.1f} s summed over workers: {shares}")
+    if "written_clips" in stats:
+        print(f"  clips encoded: {stats['written_clips']} of {stats['new_clips']}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("videos", nargs="*", type=Path)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--baseline", help="A git revision whose curate flow runs first, for a before/after table.")
+    parser.add_argument("--keep", type=Path, help="Leave the cheap-checks run's work directory here.")
     args = parser.parse_args()
     videos = args.videos or sorted(SHARED.glob("*.mp4"))
     if not videos:
@@ -78,19 +118,31 @@ def main() -> None:
 
         check_models(CurateConfig())  # models loaded and the speech worker started before either run is timed
         runs = {}
+        if args.baseline:
+            runs[f"baseline {args.baseline}"] = run_baseline(args.baseline, videos, root / "baseline")
         for name, every in (("cheap checks first", False), ("every metric", True)):
             runs[name] = run(videos, root / name.replace(" ", "-"), args.workers, every)
+        if args.keep:
+            shutil.rmtree(args.keep, ignore_errors=True)
+            shutil.copytree(root / "cheap-checks-first", args.keep)
     print(f"{len(videos)} videos, {footage:.1f} s of footage, {cores} cores, {args.workers} workers")
     for name, (seconds, stats, verdicts) in runs.items():
         describe(name, seconds, stats, footage, cores)
         skipped = sum(1 for v in verdicts.values() if v != "accepted")
         print(f"  clips: {len(verdicts)}, rejected {skipped}")
     (every_s, _, every_v), (cascade_s, _, cascade_v) = runs["every metric"], runs["cheap checks first"]
-    every_task = sum(runs["every metric"][1]["analysis_seconds"].values())
-    cascade_task = sum(runs["cheap checks first"][1]["analysis_seconds"].values())
+    every_task = sum(stage_seconds(runs["every metric"][1]).values())
+    cascade_task = sum(stage_seconds(runs["cheap checks first"][1]).values())
     print(f"ratio cheap-checks-first / every-metric: wall {cascade_s / every_s:.2f}x, "
-          f"analysis task time {cascade_task / every_task:.2f}x")  # fmt: skip
+          f"stage time {cascade_task / every_task:.2f}x")  # fmt: skip
     print(f"same verdicts: {every_v == cascade_v}")
+    if args.baseline:
+        base_s, _, base_v = runs[f"baseline {args.baseline}"]
+        print(f"ratio cheap-checks-first / baseline {args.baseline}: wall {cascade_s / base_s:.2f}x "
+              f"(throughput {base_s / cascade_s:.2f}x); same verdicts: {base_v == cascade_v}")  # fmt: skip
+        for key in sorted(set(base_v) | set(cascade_v), key=str):
+            if base_v.get(key) != cascade_v.get(key):
+                print(f"  {key}: baseline {base_v.get(key)}, now {cascade_v.get(key)}")
     print("verdicts (cheap checks first), by source: clip start -> verdict")
     by_source: dict[str, list[str]] = {}
     for (source, start), verdict in sorted(cascade_v.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0.0)):

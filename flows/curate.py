@@ -1,10 +1,11 @@
-"""The curate flow: inputs -> sources -> shots -> standard clips, every input accounted for.
+"""The curate flow: inputs -> sources -> analysed clips -> standard clips of the kept ones,
+every input accounted for.
 
 Reads like a table of contents: expand the inputs, list the URLs (a playlist or channel
 becomes its entries), skip what is done or fetched before, acquire each new one (download,
-hash) politely, split each new source, record every outcome and its provenance in the
-catalog, publish the funnel. The work lives in `tasks/`; this file decides order,
-concurrency, per-host limits, the disk floor and bookkeeping.
+hash) politely, curate each new source in one task (split, analyse, cut what is kept), record
+every outcome and its provenance in the catalog, publish the funnel. The work lives in
+`tasks/`; this file decides order, concurrency, per-host limits, the disk floor and bookkeeping.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tasks.config import CurateConfig, load_config
 from tasks.ingest import acquire, expand_inputs
 from tasks.records import Acquired, InputItem, Reason, Rejected, Rejection, SourceResult
 from tasks.scrape import Listing, host_of, list_url, with_retries
-from tasks.source import split_source
+from tasks.source import curate_source
 
 
 @task(name="list-url", tags=["ingest"], persist_result=False)
@@ -42,26 +43,42 @@ def list_task(item: InputItem, config: CurateConfig) -> Listing | Rejection:
 
 
 @task(name="acquire", tags=["ingest"], persist_result=False)
-def acquire_task(item: InputItem, workdir: Path, config: CurateConfig) -> Acquired | Rejection:
-    """Download (with retries that honour Retry-After) or read, and hash one input."""
-    try:
-        return acquire(item, workdir, config.ingest, get_run_logger().warning)
-    except Rejected as exc:
-        return Rejection.of(exc)
+def acquire_task(items: list[InputItem], workdir: Path, config: CurateConfig) -> list[Acquired | Rejection]:
+    """Download (with retries that honour Retry-After) or read, and hash inputs: one URL, or a
+    batch of local files (one task run for many cheap hashes)."""
+    done: list[Acquired | Rejection] = []
+    for item in items:
+        try:
+            done.append(acquire(item, workdir, config.ingest, get_run_logger().warning))
+        except Rejected as exc:
+            done.append(Rejection.of(exc))
+        except Exception as exc:  # noqa: BLE001 - that input's download_failed or internal_error
+            reason = Reason.DOWNLOAD_FAILED if item.url else Reason.INTERNAL_ERROR
+            done.append(Rejection(reason, f"{type(exc).__name__}: {exc}"))
+    return done
 
 
-@task(name="split-source", tags=["split"], persist_result=False)
-def split_task(acquired: Acquired, workdir: Path, config: CurateConfig) -> SourceResult | Rejection:
-    try:
-        return split_source(acquired, workdir, config)
-    except Rejected as exc:
-        return Rejection.of(exc)
+@task(name="curate-source", tags=["split", "analyze"], persist_result=False)
+def source_task(batch: list[Acquired], workdir: Path, config: CurateConfig) -> list[SourceResult | Rejection]:
+    """Sources whole, one after another: their shots, the analysis of each clip, the encode of
+    the kept ones. A task run per source (or per batch of small ones) keeps Prefect's
+    bookkeeping per source, not per clip; an unexpected error costs only its source."""
+    done: list[SourceResult | Rejection] = []
+    for acquired in batch:
+        try:
+            done.append(curate_source(acquired, workdir, config))
+        except Rejected as exc:
+            done.append(Rejection.of(exc))
+        except Exception as exc:  # noqa: BLE001 - recorded as that source's internal_error
+            get_run_logger().error("internal error on %s: %r", acquired.input, exc)
+            done.append(Rejection(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"))
+    return done
 
 
 @task(name="analyze-clips", tags=["analyze"], persist_result=False)
 def analyze_task(clips: list[dict], workdir: Path, config: CurateConfig) -> list[ClipAnalysis | ClipFailure]:
-    """Analyse a batch of clips in one task run (models stay loaded in this worker); an
-    unexpected error costs only the clip it happened on."""
+    """Analyse a batch of clips written without analysis (by a run with `analyze: false`) in one
+    task run; an unexpected error costs only the clip it happened on."""
     done: list[ClipAnalysis | ClipFailure] = []
     for clip in clips:
         try:
@@ -92,7 +109,7 @@ def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> d
         check_models(config)  # one clear error up front if a model is missing, before any work
     check_cluster(config.cluster)
     stats = {"inputs": len(items), "skipped_done": 0, "skipped_fetched": 0, "new_sources": 0, "new_clips": 0,
-             "analyzed_clips": 0, "listed": 0, "disk_budget": 0, "analysis_seconds": {}}  # fmt: skip
+             "analyzed_clips": 0, "written_clips": 0, "listed": 0, "disk_budget": 0, "stage_seconds": {}}  # fmt: skip
 
     with task_runner(config.cluster, config.workers) as runner:
         started = time.perf_counter()
@@ -101,12 +118,12 @@ def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> d
         progress = RunProgress(total=len(items))
         acquiring = _acquire_new_inputs(runner, items, catalog, work, config, progress, stats, logger)
         splitting = _split_new_sources(runner, acquiring, catalog, work, config, progress, stats)
-        _record_splits(splitting, catalog, work, config, progress, stats, logger)
-        stats["phase_seconds"] = {"ingest_split": round(time.perf_counter() - started, 3)}
-        if config.analyze:
+        _record_sources(splitting, catalog, work, config, progress, stats, logger)
+        stats["phase_seconds"] = {"sources": round(time.perf_counter() - started, 3)}
+        if config.analyze and catalog.clips_to_analyze():
             started = time.perf_counter()
             _analyze_clips(runner, catalog, work, config, stats, logger)
-            stats["phase_seconds"]["analysis"] = round(time.perf_counter() - started, 3)
+            stats["phase_seconds"]["written_before"] = round(time.perf_counter() - started, 3)
     progress.close()
 
     report = catalog.report()
@@ -120,50 +137,76 @@ def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> d
 
 def _split_new_sources(
     runner: TaskRunner,
-    acquiring: dict[PrefectFuture, InputItem],
+    acquiring: dict[PrefectFuture, list[InputItem]],
     catalog: Catalog,
     work: Path,
     config: CurateConfig,
     progress: RunProgress,
     stats: dict,
-) -> dict[PrefectFuture, Acquired]:
+) -> dict[PrefectFuture, list[Acquired]]:
     """Record each acquisition, in input order (so the first of two identical inputs wins),
-    and submit a split for every source not done before."""
-    splitting: dict[PrefectFuture, Acquired] = {}
+    and submit every source not done before, in batches of `_batch_size`."""
+    splitting: dict[PrefectFuture, list[Acquired]] = {}
     claimed: dict[str, str] = {}  # source id -> the input that brought it in this run
-    for future, item in acquiring.items():
-        got = _outcome(future)
-        if isinstance(got, Rejection):
-            catalog.record_input(item.input, reason=got.reason, detail=got.detail)
-        elif isinstance(got, BaseException):
-            reason = Reason.DOWNLOAD_FAILED if item.url else Reason.INTERNAL_ERROR
-            catalog.record_input(item.input, reason=reason, detail=f"{type(got).__name__}: {got}")
-        else:
-            first = claimed.get(got.source_id) or catalog.source_input(got.source_id)
-            taken = got.source_id in claimed or catalog.source_done(got.source_id)
-            if catalog.is_forgotten(got.source_id):
-                catalog.record_input(got.input, source_id=got.source_id, reason=Reason.FORGOTTEN,
-                                     detail="these bytes were forgotten with `anytalker forget`")  # fmt: skip
-                _drop_download(got, work, config)
-            elif first is not None and first != got.input and taken:
-                detail = f"same bytes as {first}"
-                catalog.record_input(got.input, source_id=got.source_id, reason=Reason.DUPLICATE, detail=detail)
-                _drop_download(got, work, config)
-            elif catalog.source_done(got.source_id):
-                _record_acquired_input(catalog, got)
-                _drop_download(got, work, config)
-                stats["skipped_done"] += 1
+    size = _batch_size(config, sum(len(items) for items in acquiring.values()))
+    batch: list[Acquired] = []
+
+    def submit(sources: list[Acquired]) -> None:
+        with _source_resources(runner, config):
+            splitting[runner.submit(source_task, {"batch": sources, "workdir": work, "config": config})] = sources
+
+    for future, items in acquiring.items():
+        outcomes = _outcome(future)
+        if isinstance(outcomes, BaseException):  # the task itself was lost: every input of it fails
+            outcomes = [Rejection(Reason.DOWNLOAD_FAILED if i.url else Reason.INTERNAL_ERROR,
+                                  f"{type(outcomes).__name__}: {outcomes}") for i in items]  # fmt: skip
+        for item, got in zip(items, outcomes, strict=True):
+            if isinstance(got, Rejection):
+                catalog.record_input(item.input, reason=got.reason, detail=got.detail)
             else:
-                claimed[got.source_id] = got.input
-                with resources(runner, config.cluster.split_cpus):
-                    splitting[runner.submit(split_task, {"acquired": got, "workdir": work, "config": config})] = got
-                continue
-        progress.input_done()
+                first = claimed.get(got.source_id) or catalog.source_input(got.source_id)
+                taken = got.source_id in claimed or catalog.source_done(got.source_id)
+                if catalog.is_forgotten(got.source_id):
+                    catalog.record_input(got.input, source_id=got.source_id, reason=Reason.FORGOTTEN,
+                                         detail="these bytes were forgotten with `anytalker forget`")  # fmt: skip
+                    _drop_download(got, work, config)
+                elif first is not None and first != got.input and taken:
+                    detail = f"same bytes as {first}"
+                    catalog.record_input(got.input, source_id=got.source_id, reason=Reason.DUPLICATE, detail=detail)
+                    _drop_download(got, work, config)
+                elif catalog.source_done(got.source_id):
+                    _record_acquired_input(catalog, got)
+                    _drop_download(got, work, config)
+                    stats["skipped_done"] += 1
+                else:
+                    claimed[got.source_id] = got.input
+                    batch.append(got)
+                    if len(batch) >= size:
+                        submit(batch)
+                        batch = []
+                    continue
+            progress.input_done()
+    if batch:
+        submit(batch)
     return splitting
 
 
-def _record_splits(
-    splitting: dict[PrefectFuture, Acquired],
+def _batch_size(config: CurateConfig, n: int) -> int:
+    """Sources (or local files to hash) per task run: up to `cluster.sources_per_task`, fewer so
+    that every worker gets at least two task runs of the `n` at hand."""
+    return max(1, min(config.cluster.sources_per_task, math.ceil(n / (2 * config.workers))))
+
+
+def _source_resources(runner: TaskRunner, config: CurateConfig):
+    """What one source's task asks Ray for: the larger of the split and analysis CPUs, and the
+    analysis GPUs when it analyses (the models then run on that GPU)."""
+    if not config.analyze:
+        return resources(runner, config.cluster.split_cpus)
+    return resources(runner, max(config.cluster.split_cpus, config.cluster.analyze_cpus), config.cluster.analyze_gpus)
+
+
+def _record_sources(
+    splitting: dict[PrefectFuture, list[Acquired]],
     catalog: Catalog,
     work: Path,
     config: CurateConfig,
@@ -171,26 +214,30 @@ def _record_splits(
     stats: dict,
     logger,
 ) -> None:
-    """Record each split source and its clips as it finishes; an unexpected error costs one source."""
+    """Record each curated source and its clips as its task finishes; an unexpected error costs
+    one source (a lost task run, its batch)."""
     for future in as_completed(list(splitting)):
-        got = splitting[future]
-        result = _outcome(future)
-        if isinstance(result, SourceResult):
-            catalog.record_source(got.input, result)
-            stats["new_clips"] += len(result.clips)
-            progress.clips_done(sum(c.rejected is None for c in result.clips))
-        else:
-            if isinstance(result, Rejection):
-                reason, detail, facts = result.reason, result.detail, result.facts
+        batch = splitting[future]
+        results = _outcome(future)
+        if isinstance(results, BaseException):
+            logger.error("a source task failed: %r", results)
+            results = [Rejection(Reason.INTERNAL_ERROR, f"{type(results).__name__}: {results}") for _ in batch]
+        for got, result in zip(batch, results, strict=True):
+            if isinstance(result, SourceResult):
+                catalog.record_source(got.input, result)
+                stats["new_clips"] += len(result.clips)
+                stats["written_clips"] += sum(c.path is not None for c in result.clips)
+                stats["analyzed_clips"] += sum("analyzed" in c.metrics for c in result.clips)
+                _add_seconds(stats, result.seconds)
+                progress.clips_done(sum(c.rejected is None for c in result.clips))
             else:
-                logger.error("internal error on %s: %r", got.input, result)
-                reason, detail, facts = Reason.INTERNAL_ERROR, f"{type(result).__name__}: {result}", {}
-            catalog.record_rejected_source(got.input, got.source_id, got.path, got.size_bytes, reason, detail, facts)
-        _record_acquired_input(catalog, got)
-        catalog.record_fetch(got.input, got.source_id, got.provenance)
-        _drop_download(got, work, config)
-        stats["new_sources"] += 1
-        progress.input_done()
+                catalog.record_rejected_source(got.input, got.source_id, got.path, got.size_bytes, result.reason,
+                                               result.detail, result.facts)  # fmt: skip
+            _record_acquired_input(catalog, got)
+            catalog.record_fetch(got.input, got.source_id, got.provenance)
+            _drop_download(got, work, config)
+            stats["new_sources"] += 1
+            progress.input_done()
 
 
 def _analyze_clips(
@@ -211,11 +258,15 @@ def _analyze_clips(
         for result in results:
             if isinstance(result, ClipAnalysis):
                 catalog.record_analysis(result.clip_id, result.metrics, result.rejected)
-                for stage, spent in result.seconds.items():
-                    stats["analysis_seconds"][stage] = round(stats["analysis_seconds"].get(stage, 0.0) + spent, 3)
+                _add_seconds(stats, result.seconds)
             else:
                 catalog.record_analysis(result.clip_id, {"analyzed": True}, Reason.INTERNAL_ERROR, result.error)
             stats["analyzed_clips"] += 1
+
+
+def _add_seconds(stats: dict, seconds: dict[str, float]) -> None:
+    for stage, spent in seconds.items():
+        stats["stage_seconds"][stage] = round(stats["stage_seconds"].get(stage, 0.0) + spent, 3)
 
 
 def _list_urls(
@@ -267,13 +318,15 @@ def _acquire_new_inputs(
     progress: RunProgress,
     stats: dict,
     logger,
-) -> dict[PrefectFuture, InputItem]:
-    """Submit an acquisition for every input not done, fetched or forgotten before: at most
-    `ingest.per_host_concurrency` downloads per host at once, none once free disk space is
-    under `ingest.min_free_gb` (those wait for the next run, rejected as disk_budget)."""
-    acquiring: dict[PrefectFuture, InputItem] = {}
+) -> dict[PrefectFuture, list[InputItem]]:
+    """Submit an acquisition for every input not done, fetched or forgotten before, in input
+    order: a task run per URL (at most `ingest.per_host_concurrency` downloads per host at once,
+    none once free disk space is under `ingest.min_free_gb`: those wait for the next run,
+    rejected as disk_budget), local files in batches (hashing one is cheap)."""
+    acquiring: dict[PrefectFuture, list[InputItem]] = {}
     per_host: dict[str, list[PrefectFuture]] = {}
     floor = config.ingest.min_free_gb * 1e9
+    todo: list[InputItem] = []
     for item in items:
         fetched = catalog.archived(item.archive_key) if item.url else None
         if item.refused is not None:
@@ -287,24 +340,42 @@ def _acquire_new_inputs(
             catalog.record_input(item.input, source_id=fetched["source_id"])  # the same video, named another way
             stats["skipped_done"] += 1
             stats["skipped_fetched"] += 1
-        elif item.url and (free := shutil.disk_usage(work).free) < floor:
+        else:
+            todo.append(item)
+            continue
+        progress.input_done()
+    size = _batch_size(config, len(todo))
+    local: list[InputItem] = []
+
+    def submit(batch: list[InputItem]) -> PrefectFuture:
+        with resources(runner, config.cluster.acquire_cpus):
+            future = runner.submit(acquire_task, {"items": batch, "workdir": work, "config": config})
+        acquiring[future] = batch
+        return future
+
+    for item in todo:
+        if not item.url:
+            local.append(item)
+            if len(local) >= size:
+                submit(local)
+                local = []
+            continue
+        if local:  # keep input order: the local files listed before this URL go first
+            submit(local)
+            local = []
+        if (free := shutil.disk_usage(work).free) < floor:
             detail = (f"not downloaded: {free / 1e9:.1f} GB free in {work}, under ingest.min_free_gb "
                       f"({config.ingest.min_free_gb:g}); free space and rerun to fetch it")  # fmt: skip
             if not stats["disk_budget"]:
                 logger.warning("stopped taking new downloads: %s", detail)
             stats["disk_budget"] += 1
             catalog.record_input(item.input, reason=Reason.DISK_BUDGET, detail=detail)
-        else:
-            if item.url:
-                _wait_for_host(per_host.setdefault(host_of(item.url), []), config.ingest.per_host_concurrency)
-            args = {"item": item, "workdir": work, "config": config}
-            with resources(runner, config.cluster.acquire_cpus):
-                future = runner.submit(acquire_task, args)
-            acquiring[future] = item
-            if item.url:
-                per_host[host_of(item.url)].append(future)
+            progress.input_done()
             continue
-        progress.input_done()
+        _wait_for_host(per_host.setdefault(host_of(item.url), []), config.ingest.per_host_concurrency)
+        per_host[host_of(item.url)].append(submit([item]))
+    if local:
+        submit(local)
     if stats["skipped_fetched"]:
         logger.info("skipped %d entries fetched before (the catalog's archive)", stats["skipped_fetched"])
     return acquiring

@@ -44,11 +44,12 @@ def summary_markdown(counts: dict, run: dict, workdir: str) -> str:
     if run.get("disk_budget"):
         lines += ["", f"**{run['disk_budget']} inputs were not downloaded: free disk space is under ingest.min_free_gb.** "
                       "They are retried by the next run."]  # fmt: skip
-    spent = run.get("analysis_seconds") or {}
+    spent = run.get("stage_seconds") or {}
     if spent:
         total = sum(spent.values())
         shares = ", ".join(f"{k} {v / total:.0%}" for k, v in sorted(spent.items(), key=lambda kv: -kv[1]))
-        lines += ["", f"Analysis: {total:.1f} s of stage time ({shares})."]
+        lines += ["", f"Time by stage: {total:.1f} s summed over workers ({shares}); "
+                      f"{run.get('written_clips', 0)} of {run['new_clips']} new clips encoded (the kept ones)."]
     if counts["rejected_by_reason"]:
         lines += ["", "Rejections: " + ", ".join(f"{r} {n}" for r, n in counts["rejected_by_reason"].items()) + "."]
     return "\n".join(lines)

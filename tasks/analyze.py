@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.asd import face_scores, light_asd, speaking_share
-from tasks.clipmedia import read_clip
+from tasks.clipmedia import ClipMedia, read_clip
 from tasks.config import CurateConfig
 from tasks.faces import analyze_faces, face_analysis, resolve_face_models, sample_step
 from tasks.landmarks import analyze_landmarks, resolve_landmarker
@@ -96,13 +96,26 @@ def _syncnet(config: CurateConfig):
 
 
 def analyze_clip(path: str | Path, source_id: str, clip_id: str, workdir: Path, config: CurateConfig) -> ClipAnalysis:
-    """Analyse one standard clip. Stages run cheapest first; unless `every_metric` is set, a clip
-    that an early check already rejects (by `early_rejection`, so with the verdict it would get
-    anyway) skips the stages after it and keeps the metrics measured so far."""
+    """Analyse a standard clip already on disk; an accepted clip with a confident sync offset has
+    its audio moved into place in the file."""
     path = Path(path)
+    started = time.perf_counter()
+    media = read_clip(path, config.faces.analysis_max_side)
+    decoded = time.perf_counter() - started
+    result = analyze_media(media, source_id, clip_id, workdir, config)
+    result.seconds["decode"] = decoded
+    if shift := result.metrics.get("sync_shifted_frames"):
+        shift_audio(path, media.audio, media.rate, shift, media.fps)
+    return result
+
+
+def analyze_media(media: ClipMedia, source_id: str, clip_id: str, workdir: Path, config: CurateConfig) -> ClipAnalysis:
+    """Analyse one clip's decoded frames and audio. Stages run cheapest first; unless
+    `every_metric` is set, a clip that an early check already rejects (by `early_rejection`, so
+    with the verdict it would get anyway) skips the stages after it and keeps the metrics
+    measured so far. `sync_shifted_frames` says by how much the clip's audio is to be moved
+    (accepted clips with a confident offset); whoever writes the clip applies it."""
     seconds: dict[str, float] = {}
-    with _timed(seconds, "decode"):
-        media = read_clip(path, config.faces.analysis_max_side)
     with _timed(seconds, "faces"):
         faces = analyze_faces(media, resolve_face_models(config.faces.model), config.faces.sample_fps,
                               config.faces.count_min_ratio)  # fmt: skip
@@ -149,7 +162,6 @@ def analyze_clip(path: str | Path, source_id: str, clip_id: str, workdir: Path, 
             metrics.update(sync.metrics())
     rejected = judge(metrics, config.verdict)
     if rejected is None and sync is not None and sync.offset_frames and sync_is_confident(metrics, config.verdict):
-        shift_audio(path, media.audio, media.rate, sync.offset_frames, media.fps)
         metrics["sync_shifted_frames"] = sync.offset_frames
     base = sidecar_base(workdir, source_id, clip_id)
     arrays = {"boxes": faces.boxes}

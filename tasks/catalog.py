@@ -308,6 +308,11 @@ class Catalog:
                  _now(), clip_id),
             )  # fmt: skip
 
+    def record_clip_path(self, clip_id: str, path: str) -> None:
+        """A clip cut later (by `anytalker recut`) from its source."""
+        with self._transaction() as db:
+            db.execute("UPDATE clips SET path = ?, updated_at = ? WHERE clip_id = ?", (path, _now(), clip_id))
+
     def record_stage2(self, clip_id: str, metrics: dict, reason: Reason | None, detail: str = "") -> None:
         with self._transaction() as db:
             db.execute(
@@ -328,11 +333,15 @@ class Catalog:
             " AND json_extract(metrics, '$.analyzed') IS NULL ORDER BY clip_id"
         ).fetchall()
 
+    def split_sources(self) -> list[sqlite3.Row]:
+        """Sources that were split (their clips are in the catalog), with their stored probe."""
+        return self._db.execute("SELECT source_id, input, path, probe FROM sources WHERE verdict = 'split'").fetchall()
+
     def analysed_clips(self, verdicts: tuple[str, ...] = (ACCEPTED,)) -> list[sqlite3.Row]:
         """Analysed clips with one of these verdicts, in clip-id order."""
         marks = ",".join("?" * len(verdicts))
         return self._db.execute(
-            f"SELECT clip_id, source_id, path, verdict, reason, metrics FROM clips WHERE verdict IN ({marks})"
+            f"SELECT clip_id, source_id, start_s, end_s, path, verdict, reason, metrics FROM clips WHERE verdict IN ({marks})"
             " AND json_extract(metrics, '$.analyzed') IS NOT NULL ORDER BY clip_id",
             verdicts,
         ).fetchall()

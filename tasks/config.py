@@ -123,6 +123,11 @@ class StandardizeConfig(_Section):
     clips_per_pass: int = Field(
         8, ge=1, description="Clips cut by one ffmpeg process (one decode of their span, one encoder each)."
     )
+    write_rejected: bool = Field(
+        False, description="Also encode the clips analysis rejects. false: only accepted clips and stage-2 "
+        "candidates are written; a rejected clip keeps its time range, metrics and verdict in the catalog, and "
+        "`anytalker recut` cuts it from the source if a changed threshold accepts it.",
+    )
 
 
 class FacesConfig(_Section):
@@ -301,9 +306,14 @@ class ClusterConfig(_Section):
     split_cpus: float = Field(1.0, gt=0, description="CPUs a split-and-cut task asks Ray for (decode + x264).")
     analyze_cpus: float = Field(1.0, gt=0, description="CPUs a clip-analysis task asks Ray for.")
     analyze_gpus: float = Field(0.0, ge=0, description="GPUs a clip-analysis task asks Ray for (0 on CPU nodes).")
+    sources_per_task: int = Field(
+        8, ge=1, description="Sources curated (and local files hashed) in one task run at most: fewer task runs, "
+        "fewer Prefect API calls and database rows for many small sources; batches are made smaller so that every "
+        "worker gets at least two.",
+    )
     analyze_batch: int = Field(
-        16, ge=1, description="Clips analysed in one task at most: one task run per batch instead of per clip, the "
-        "models loaded once in its worker; batches are made smaller so that every worker gets at least two.",
+        16, ge=1, description="Clips written before without analysis (a run with analyze: false) analysed in one "
+        "task at most, when a later run analyses them; batches are made smaller so that every worker gets two.",
     )
 
 

@@ -206,6 +206,7 @@ class SourceResult:
     probe: Probe
     shots: list[Shot]
     clips: list[ClipResult]
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage, for the run summary
 
 
 def clip_id_for(source_id: str, start_s: float, end_s: float, fps: float) -> str:

@@ -10,17 +10,23 @@ the audio is re-timed against its own timestamps (`aresample=async=1`) before it
 
 Each clip is written under a temporary name and renamed when ffmpeg and a check of the result
 have both succeeded, so a half-written clip is never visible.
+
+`decode_plans` runs the same cut without the encoder, for analysis: the curate flow encodes only
+the clips analysis keeps, and a rejected clip's time range stays in the catalog to cut later.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import av
+import numpy as np
 
+from tasks.clipmedia import ClipMedia
 from tasks.config import StandardizeConfig
 from tasks.records import ClipPlan, ClipResult, Probe, Reason
 
@@ -42,13 +48,23 @@ def _scale(max_height: int) -> str:
     )
 
 
-def build_command(
-    source: Path, probe: Probe, plans: Sequence[ClipPlan], outputs: Sequence[Path], config: StandardizeConfig
-) -> list[str]:
-    """The ffmpeg command that cuts `plans` into `outputs` in one pass over their span."""
+def standard_size(probe: Probe, config: StandardizeConfig) -> tuple[int, int]:
+    """The standard clip's width and height for this source (what `_scale` makes of it)."""
+    ratio = min(1.0, config.max_height / probe.height)
+    return int(probe.width * ratio / 2) * 2, int(min(probe.height, config.max_height) / 2) * 2
+
+
+def analysis_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """Frames for analysis: long side at most `max_side`, even sides (as `read_clip` scales)."""
+    scale = max(1.0, max(width, height) / max_side)
+    return int(round(width / scale)) // 2 * 2, int(round(height / scale)) // 2 * 2
+
+
+def _cut_graph(probe: Probe, plans: Sequence[ClipPlan], config: StandardizeConfig, seek: float, video_tail: str) -> str:
+    """The filter graph that cuts `plans` on presentation time into `[ov{i}]`/`[oa{i}]` pads;
+    `video_tail` ends each video chain (the standard scale, or the analysis scale and pixel format)."""
     fps = config.fps
     rate = config.audio_rate
-    seek = max(0.0, min(p.file_start_s for p in plans) - SEEK_MARGIN_S)
     n = len(plans)
     graph: list[str] = []
     vsplit = "".join(f"[v{i}]" for i in range(n))
@@ -64,7 +80,7 @@ def build_command(
         graph.append(
             f"[v{i}]trim=start={s:.6f}:end={e + 1.0 / fps:.6f},setpts=PTS-{s:.6f}/TB,"
             f"fps={fps:g}:start_time=0,tpad=stop_mode=clone:stop=2,trim=end_frame={frames},"
-            f"{_scale(config.max_height)}[ov{i}]"
+            f"{video_tail}[ov{i}]"
         )
         if probe.has_audio:
             graph.append(
@@ -73,19 +89,67 @@ def build_command(
             )
         else:  # silent track, so every standard clip has the same streams
             graph.append(f"anullsrc=r={rate}:cl=mono,atrim=end_sample={samples}[oa{i}]")
+    return ";".join(graph)
+
+
+def _input(source: Path, seek: float) -> list[str]:
     cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y", "-copyts", "-noaccurate_seek"]
     if seek > 0:
         cmd += ["-ss", f"{seek:.6f}"]
-    cmd += ["-i", str(source), "-filter_complex", ";".join(graph)]
+    return cmd + ["-i", str(source)]
+
+
+def _seek(plans: Sequence[ClipPlan]) -> float:
+    return max(0.0, min(p.file_start_s for p in plans) - SEEK_MARGIN_S)
+
+
+def build_command(
+    source: Path, probe: Probe, plans: Sequence[ClipPlan], outputs: Sequence[Path], config: StandardizeConfig
+) -> list[str]:
+    """The ffmpeg command that cuts `plans` into `outputs` in one pass over their span."""
+    seek = _seek(plans)
+    cmd = _input(source, seek) + ["-filter_complex", _cut_graph(probe, plans, config, seek, _scale(config.max_height))]
     for i, out in enumerate(outputs):
         cmd += [
             "-map", f"[ov{i}]", "-map", f"[oa{i}]",
             "-c:v", "libx264", "-preset", config.preset, "-crf", str(config.crf),
-            "-c:a", "aac", "-b:a", "64k", "-ar", str(rate), "-ac", "1",
+            "-c:a", "aac", "-b:a", "64k", "-ar", str(config.audio_rate), "-ac", "1",
             "-fps_mode", "passthrough", "-movflags", "+faststart", "-map_metadata", "-1",
             "-f", "mp4", str(out),
         ]  # fmt: skip
     return cmd
+
+
+def decode_plans(
+    source: str | Path, probe: Probe, plans: Sequence[ClipPlan], config: StandardizeConfig, max_side: int
+) -> Iterator[ClipMedia]:
+    """The frames and audio the standard clips of `plans` would hold, cut by the same graph but
+    never encoded: analysis reads these straight from the source, so a clip it rejects costs no
+    x264 encode and no second decode. One ffmpeg pass decodes the group's span once into raw
+    files in a temporary folder; they are loaded one clip at a time (memory: one clip's frames).
+    Raises `RuntimeError` with ffmpeg's message when the pass fails."""
+    width, height = standard_size(probe, config)
+    w, h = analysis_size(width, height, max_side)
+    seek = _seek(plans)
+    tail = f"scale={w}:{h},setsar=1,format=rgb24"
+    with tempfile.TemporaryDirectory(prefix="anytalker-decode-") as tmp:
+        cmd = _input(Path(source), seek) + ["-filter_complex", _cut_graph(probe, plans, config, seek, tail)]
+        for i in range(len(plans)):
+            cmd += ["-map", f"[ov{i}]", "-fps_mode", "passthrough", "-f", "rawvideo", f"{tmp}/{i}.rgb",
+                    "-map", f"[oa{i}]", "-f", "f32le", "-ac", "1", f"{tmp}/{i}.pcm"]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError((proc.stderr.strip().splitlines() or [f"ffmpeg exit {proc.returncode}"])[-1])
+        for i, plan in enumerate(plans):
+            frames = np.fromfile(f"{tmp}/{i}.rgb", np.uint8)
+            expected = _frames(plan, config.fps)
+            if frames.size != expected * h * w * 3:
+                got = frames.size // (h * w * 3)
+                raise RuntimeError(f"decoded {got} frames of clip {plan.clip_id}, expected {expected}")
+            audio = np.fromfile(f"{tmp}/{i}.pcm", np.float32)
+            frames = frames.reshape(expected, h, w, 3)
+            yield ClipMedia(frames, config.fps, width, height, width / w, audio, config.audio_rate)
+            Path(f"{tmp}/{i}.rgb").unlink()
 
 
 def inspect_clip(path: Path) -> dict:

@@ -51,6 +51,12 @@ OPTIONAL = {"face_speaking", "held_pitch"}  # metrics a clip may lack (no Light-
 STAGE2_REASONS = (Reason.MULTI_FACE, Reason.MULTI_SPEAKER)
 
 
+def is_written(reason: Reason | None, write_rejected: bool) -> bool:
+    """Whether a clip with this verdict is encoded as a standard clip: accepted clips and
+    stage-2 candidates always (the shards read them), the other rejected ones on request."""
+    return reason is None or reason in STAGE2_REASONS or write_rejected
+
+
 def judge(metrics: dict, config: VerdictConfig) -> Reason | None:
     """None for accepted, else the reason. Faces first (nothing else matters without one face)."""
     return _first_failure(metrics, config, partial=False)

@@ -69,6 +69,14 @@ def test_verdicts_on_shared_footage(shared_curated: Path, shared_videos: Path, t
     assert table["avobjects__demo"] == [("rejected", "multi_face")]
     audience = [i for i in by_name[hamilton] if i["start"] > 7.5]
     assert [(i["verdict"], i["reason"]) for i in audience] == [("rejected", "multi_face")]
+    # only what analysis keeps was encoded: accepted clips and the stage-2 candidate; the clips it
+    # rejected keep their time range and metrics in the catalog, and have no file
+    for name in [*TALKING, "avobjects__demo"]:
+        assert Path(by_name[name][0]["metrics"]["path"]).is_file(), name
+    for item in by_name["LivePortrait__d14"] + by_name["LivePortrait__d3"]:
+        assert "path" not in item["metrics"] and item["end"] > item["start"] and "speech_ratio" in item["metrics"]
+    written = {p.stem for p in (shared_curated / "clips").rglob("*.mp4")}
+    assert written == {i["clip"] for n in [*TALKING, "avobjects__demo"] for i in by_name[n]}
     metrics = by_name["PC-AVS__Input_00002"][0]["metrics"]
     for key in ("face_count_max", "face_size_px", "yaw_deg", "speech_ratio", "num_speakers", "sharpness",
                 "brightness", "motion", "face_speaking", "sync_offset_frames", "sync_confidence"):  # fmt: skip

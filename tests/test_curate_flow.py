@@ -139,3 +139,43 @@ def test_an_analysis_batch_loses_only_its_bad_clip_and_a_faceless_clip_skips_spe
     assert "speech_ratio" not in pattern.metrics and "speech" not in pattern.seconds
     every = analyze_task(clips=clips[1:], workdir=tmp_path / "work", config=CurateConfig(every_metric=True))[0]
     assert every.rejected is Reason.NO_FACE and "speech_ratio" in every.metrics
+
+
+@pytest.mark.slow
+def test_a_rejected_clip_is_not_encoded_and_recut_cuts_it_under_new_thresholds(
+    prefect_server, shared_videos: Path, shared_models: Path, tmp_path: Path
+) -> None:
+    """A silent clip is rejected without an encode; its range and metrics stay in the catalog, so
+    `anytalker recut` with a lower speech threshold cuts it from the source, once."""
+    import subprocess
+    import sys
+
+    from tasks.standardize import inspect_clip
+
+    work = tmp_path / "work"
+    result = curate([str(shared_videos / "LivePortrait__d3.mp4")], str(work), None)
+    assert result["run"]["written_clips"] == 0 and result["run"]["analyzed_clips"] == 1
+    with Catalog(work) as catalog:
+        (item,) = catalog.report()["items"]
+    assert item["reason"] == "no_speech" and "path" not in item["metrics"]
+    assert not list(work.rglob("*.mp4"))  # nothing encoded (a local source stays where it is)
+
+    def recut(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "anytalker", "recut", "-w", str(work), *args],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    same = recut()
+    assert same.returncode == 0, same.stderr
+    assert "judged 1 clips; verdicts changed: none; 0 clips cut" in same.stdout
+    lenient = tmp_path / "lenient.yaml"
+    lenient.write_text("verdict: {min_speech_ratio: 0.0}\n")
+    done = recut("--config", str(lenient))
+    assert done.returncode == 0, done.stderr
+    assert "no_speech -> accepted: 1" in done.stdout and "1 clips cut" in done.stdout
+    with Catalog(work) as catalog:
+        (item,) = catalog.report()["items"]
+    assert item["verdict"] == "accepted"
+    facts = inspect_clip(Path(item["metrics"]["path"]))
+    assert facts["n_frames"] == item["metrics"]["n_frames"] and facts["fps"] == 25.0
+    again = recut("--config", str(lenient))
+    assert again.returncode == 0 and "verdicts changed: none; 0 clips cut" in again.stdout

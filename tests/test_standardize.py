@@ -1,4 +1,5 @@
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +79,33 @@ def test_clips_are_cut_in_groups_and_reused_on_rerun(tmp_path: Path) -> None:
     again = standardize(src, "long", facts, plans, tmp_path, config)
     assert [Path(r.path).stat().st_mtime_ns for r in again] == stamp
     assert Path(first[0].path) == clip_path(tmp_path, "long", plans[0].clip_id)
+
+
+def test_analysis_frames_come_from_the_source_as_the_standard_clip_holds_them(shared_videos: Path, tmp_path: Path) -> None:
+    """`decode_plans` (analysis without an encode) gives the frames and audio of the standard
+    clip the same plans write: same count, same size, same picture up to x264's loss, same sound;
+    on a variable-frame-rate source with two clips cut in one pass, and a rotated one."""
+    from tasks.clipmedia import read_clip
+    from tasks.standardize import decode_plans
+
+    src = shared_videos / "PC-AVS__Input_00098.mp4"
+    plain = tmp_path / "plain.mp4"  # the talking clip at a variable frame rate (every 7th frame dropped)
+    ffmpeg("-i", str(src), "-vf", "select='not(eq(mod(n\\,7)\\,3))'", "-fps_mode", "vfr", "-c:v", "libx264",
+           "-preset", "ultrafast", "-c:a", "aac", str(plain))  # fmt: skip
+    rotated = tmp_path / "rotated.mp4"
+    ffmpeg("-i", str(plain), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(rotated))
+    for source, plans in ((plain, [_plan(0.0, 3.0), _plan(3.2, 7.0)]), (rotated, [_plan(1.0, 4.0)])):
+        facts, _ = probe(source, IngestConfig())
+        config = StandardizeConfig()
+        media = list(decode_plans(source, facts, plans, config, max_side=320))
+        written = standardize(source, source.stem, facts, plans, tmp_path, config)
+        for got, result in zip(media, written, strict=True):
+            clip = read_clip(result.path, max_side=320)
+            assert got.frames.shape == clip.frames.shape and (got.width, got.height) == (clip.width, clip.height)
+            assert got.scale == pytest.approx(clip.scale)
+            assert len(got.audio) == pytest.approx(len(clip.audio), abs=1024)  # AAC frames, 64 ms
+            difference = np.abs(got.frames.astype(np.float32) - clip.frames).mean()
+            assert difference < 4.0, (source.name, difference)  # measured: 1.6 grey levels
+            n = min(len(got.audio), len(clip.audio))
+            assert np.corrcoef(got.audio[:n], clip.audio[:n])[0, 1] > 0.95
+    assert not list(Path(tempfile.gettempdir()).glob("anytalker-decode-*"))
