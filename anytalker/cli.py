@@ -22,9 +22,16 @@ ConfigOpt = Annotated[
 ]
 
 
+def _catalog_path(workdir: Path) -> Path:
+    from tasks.workdir import catalog_path
+
+    return catalog_path(workdir)
+
+
 def _prefect_home(workdir: Path) -> Path:
-    """Embedded runs keep Prefect's database beside the work unless PREFECT_HOME says otherwise."""
-    return workdir / ".prefect"
+    from tasks.workdir import prefect_home
+
+    return prefect_home(workdir)
 
 
 @app.command()
@@ -40,8 +47,7 @@ def curate(
     workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Where clips, downloads and the catalog live.")],
     config: ConfigOpt = None,
 ) -> None:
-    """Ingest INPUTS, split them into shots, analyse every clip and write the kept ones as standard clips,
-    recording a verdict for each.
+    """Ingest INPUTS, split them into shots, analyse every clip and write the kept ones, recording a verdict for each.
 
     Only accepted clips and stage-2 candidates are encoded (standardize.write_rejected: true writes all); a changed
     threshold is applied later with `anytalker recut`. Runs on Prefect's embedded server, or against the server in PREFECT_API_URL when it is set.
@@ -51,10 +57,10 @@ def curate(
     prefect_env.configure(_prefect_home(workdir))
     from flows.curate import curate as curate_flow
     from flows.runners import ClusterError, check_cluster
-    from tasks.analyze import check_models
     from tasks.config import ConfigError, load_config
-    from tasks.faces import ModelsMissing
-    from tasks.speech import SpeechUnavailable
+    from tasks.curation.analysis.analyze import check_models
+    from tasks.curation.analysis.speech import SpeechUnavailable
+    from tasks.models import ModelsMissing
 
     try:
         settings = load_config(config)
@@ -77,7 +83,7 @@ def report(
     from anytalker.report_view import print_report
     from tasks.catalog import Catalog
 
-    if not (workdir / "catalog.sqlite").exists():
+    if not _catalog_path(workdir).exists():
         typer.secho(f"error: no catalog in {workdir} (run `anytalker curate` first)", fg="red", err=True)
         raise typer.Exit(2)
     with Catalog(workdir) as catalog:
@@ -101,9 +107,9 @@ def recut(
     kept clips could not be cut.
     """
     from tasks.config import ConfigError, load_config
-    from tasks.recut import recut as recut_clips
+    from tasks.curation.recut import recut as recut_clips
 
-    if not (workdir / "catalog.sqlite").exists():
+    if not _catalog_path(workdir).exists():
         typer.secho(f"error: no catalog in {workdir} (run `anytalker curate` first)", fg="red", err=True)
         raise typer.Exit(2)
     try:
@@ -139,9 +145,9 @@ def forget(
     Their clips, analysis and downloads are deleted. Their inputs stay in the report, rejected as `forgotten`.
     No later run fetches them again. Exits 1 when a SOURCE matches nothing.
     """
-    from tasks.takedown import forget as forget_source
+    from tasks.curation.takedown import forget as forget_source
 
-    if not (workdir / "catalog.sqlite").exists():
+    if not _catalog_path(workdir).exists():
         typer.secho(f"error: no catalog in {workdir} (run `anytalker curate` first)", fg="red", err=True)
         raise typer.Exit(2)
     missing = 0
@@ -200,7 +206,7 @@ def shards(
         typer.secho("error: --out DIR is required to build shards", fg="red", err=True)
         raise typer.Exit(2)
     work = Path(workdir).resolve()
-    if not (work / "catalog.sqlite").exists():
+    if not _catalog_path(work).exists():
         typer.secho(f"error: no catalog in {work} (run `anytalker curate` first)", fg="red", err=True)
         raise typer.Exit(2)
     try:
@@ -300,7 +306,7 @@ def demo(
     if note:
         typer.secho(note, fg="yellow", err=True)
     typer.echo(f"demo benchmark (synthetic): {make_demo_benchmark(workdir / 'benchmark')}")
-    home = workdir / ".prefect"
+    home = _prefect_home(workdir)
     typer.echo(f"starting a local Prefect server (database in {home})")
     with start_server(home, free_port(4200)) as server:
         typer.echo(f"Prefect UI: {server.url}")
@@ -312,7 +318,7 @@ def demo(
     for run in sorted((workdir / "runs").glob("set-*/metrics.json"), key=lambda p: p.stat().st_mtime)[-1:]:
         typer.echo(f"training run {run.parent}: {run.read_text().strip()}")
     if (workdir / "runs" / "evaluations.sqlite").is_file():
-        from tasks.metric_store import MetricStore
+        from tasks.evaluation.metric_store import MetricStore
 
         with MetricStore(workdir / "runs") as store:
             for d in store.decisions()[-1:]:
@@ -466,7 +472,7 @@ def generate(
 ) -> None:
     """Generate talking videos with a model folder (Prefect flow `generate`); existing outputs are skipped."""
     from model.config import read_model_config
-    from tasks.generation_inputs import GenerationInputError, read_batch
+    from tasks.evaluation.generation_inputs import GenerationInputError, read_batch
 
     if audio_mode not in ("pad", "concat"):
         raise _fail(ValueError(f"--audio-mode is pad or concat, got {audio_mode!r}"))
@@ -507,8 +513,8 @@ def evaluate(
     """Score videos against a benchmark: interactivity, lip sync per identity, identity
     similarity, who speaks when (and FVD with an I3D file). Prints a table, writes JSON,
     publishes Prefect artifacts (Prefect flow `score-videos`)."""
-    from tasks.benchmark import BenchmarkError, read_benchmark
-    from tasks.evaluation import load_evaluation_config
+    from tasks.evaluation.benchmark import BenchmarkError, read_benchmark
+    from tasks.evaluation.scoring import load_evaluation_config
 
     try:
         if not videos.exists():
@@ -556,9 +562,9 @@ def benchmark_build(
 ) -> None:
     """Turn the real multi-person clips stage 2 accepted into a benchmark: reference frame,
     one audio track per face, speaking intervals, the clip itself."""
-    from tasks.benchmark_build import build_benchmark
+    from tasks.evaluation.benchmark_build import build_benchmark
 
-    if not (workdir / "catalog.sqlite").is_file():
+    if not _catalog_path(workdir).is_file():
         raise _fail(FileNotFoundError(f"{workdir}: no catalog.sqlite (curate into it first)"))
     items, skipped = build_benchmark(workdir, out)
     for item in items:
@@ -577,7 +583,7 @@ def benchmark_fetch_frames(
     list_file: Annotated[Path, typer.Option("--list", "-l", help="Lines of `VIDEO TIME [NAME]` (YouTube id or URL, seconds).")],
 ) -> None:
     """Fetch reference frames with yt-dlp + ffmpeg (needs internet; refuses clearly offline)."""
-    from tasks.fetch_frames import FetchError, fetch_frames
+    from tasks.evaluation.fetch_frames import FetchError, fetch_frames
 
     try:
         done, failed = fetch_frames(folder, list_file)

@@ -194,11 +194,11 @@ def make_demo_media(out_dir: Path) -> Path:
 
 
 def make_demo_benchmark(out_dir: Path) -> Path:
-    """A two-person benchmark item in AnyTalker's layout (tasks/benchmark.py), synthetic like the
+    """A two-person benchmark item in AnyTalker's layout (tasks/evaluation/benchmark.py), synthetic like the
     rest: talkers a (left) and b (right) side by side in the reference frame; a speaks first,
     then b, each on its own track; and the "recording" of the two (the benchmark's real video,
     scored once as the reference). The evaluate deployment generates and scores it."""
-    from tasks.benchmark import DURATIONS, write_benchmark
+    from tasks.evaluation.benchmark import DURATIONS, write_benchmark
 
     if (out_dir / DURATIONS).is_file():
         return out_dir
@@ -228,9 +228,9 @@ def prepare_demo_models(workdir: Path) -> tuple[Path | None, str]:
     checkout: the project's CI layout, as tests/conftest.py finds it); else a config that turns
     analysis off, with a note on how to get the models.
     """
-    from tasks.analyze import check_models
     from tasks.config import CurateConfig
-    from tasks.faces import ModelsMissing
+    from tasks.curation.analysis.analyze import check_models
+    from tasks.models import ModelsMissing
 
     shared = Path(os.environ.get("ANYTALKER_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "models"
     for env, name in (("ANYTALKER_IDENTITY_MODEL", "mobilefacenet_arcface.onnx"),

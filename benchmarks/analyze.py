@@ -21,9 +21,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from tasks.analyze import analyze_clip, check_models
-from tasks.clipmedia import read_audio
 from tasks.config import CurateConfig
+from tasks.curation.analysis.analyze import analyze_clip, check_models
+from tasks.curation.clipmedia import read_audio
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 

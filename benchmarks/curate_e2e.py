@@ -113,8 +113,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="e2e", dir="/tmp") as tmp, start_server(Path(tmp) / "prefect") as server:
         root = Path(tmp)
         os.environ.update(server.env())  # a server already up: neither run pays for its start
-        from tasks.analyze import check_models
         from tasks.config import CurateConfig
+        from tasks.curation.analysis.analyze import check_models
 
         check_models(CurateConfig())  # models loaded and the speech worker started before either run is timed
         runs = {}

@@ -59,8 +59,8 @@ def db_bytes(db: Path) -> int:
 def bare(files: list[Path], workdir: Path, workers: int) -> float:
     """acquire + curate_source per file in a plain thread pool: the work without its orchestration."""
     from tasks.config import CurateConfig
-    from tasks.ingest import acquire, expand_inputs
-    from tasks.source import curate_source
+    from tasks.curation.ingest import acquire, expand_inputs
+    from tasks.curation.source import curate_source
 
     config = CurateConfig(analyze=False)
     items = expand_inputs([str(f) for f in files], config.ingest)
@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="Length of each source (one shot, one clip).")
     parser.add_argument("--bare", type=int, default=200, help="Sources run without Prefect, for the plain cost.")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--per-task", type=int, default=8, help="cluster.sources_per_task (1: a task run per source).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="scale", dir="/tmp") as tmp, start_server(Path(tmp) / "prefect") as server:
         root = Path(tmp)
@@ -92,7 +93,7 @@ def main() -> None:
         from tasks.catalog import Catalog
 
         config = root / "scale.yaml"
-        config.write_text(f"analyze: false\nworkers: {args.workers}\n")
+        config.write_text(f"analyze: false\nworkers: {args.workers}\ncluster: {{sources_per_task: {args.per_task}}}\n")
         before_rows, before_bytes = table_rows(prefect_db), db_bytes(prefect_db)
         work = root / "work"
         started = time.perf_counter()
@@ -114,7 +115,7 @@ def main() -> None:
     flow_per, plain_per, rerun_per = flow_s / n, plain_s / args.bare, rerun_s / n
     overhead = flow_per - plain_per
     grown = {t: after_rows[t] - before_rows.get(t, 0) for t in after_rows if after_rows[t] != before_rows.get(t, 0)}
-    print(f"{n} sources, {args.workers} workers: inputs {counts['inputs']}, clips {counts['clips']}, "
+    print(f"{n} sources, {args.workers} workers, up to {args.per_task} sources per task run: inputs {counts['inputs']}, clips {counts['clips']}, "
           f"accepted {counts['accepted']} (inputs in = accepted + rejected: {counts['items'] == counts['accepted'] + counts['rejected']})")  # fmt: skip
     print(f"flow:  {flow_s:.1f} s, {1000 * flow_per:.0f} ms per source (wall; {args.workers} workers)")
     print(f"plain: {plain_s:.1f} s for {args.bare} sources, {1000 * plain_per:.0f} ms per source (same work, no Prefect)")

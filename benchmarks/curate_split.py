@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 import tempfile
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tasks.config import CurateConfig
-from tasks.ingest import hash_file
-from tasks.probe import probe
-from tasks.split import detect_cut_frames, plan_clips, shots_from_cuts
-from tasks.standardize import standardize
+from tasks.curation.ingest import hash_file
+from tasks.curation.probe import probe
+from tasks.curation.split import detect_cut_frames, plan_clips, shots_from_cuts
+from tasks.curation.standardize import standardize
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 

@@ -34,14 +34,14 @@ def main() -> None:
         (pack / name).symlink_to(args.models / name)
     os.environ.setdefault("ANYTALKER_FACE_MODELS", str(pack))
 
-    from tasks.asd import load_light_asd, who_speaks
-    from tasks.benchmark import read_benchmark
-    from tasks.clipmedia import read_audio, read_clip
-    from tasks.evaluation import item_for
-    from tasks.face_frames import detect_frames
-    from tasks.face_identity import embed_face, identity_similarity
-    from tasks.identity_sync import identity_sync
-    from tasks.interactivity import interactivity
+    from tasks.curation.analysis.asd import load_light_asd, who_speaks
+    from tasks.curation.clipmedia import read_audio, read_clip
+    from tasks.evaluation.benchmark import read_benchmark
+    from tasks.evaluation.face_frames import detect_frames
+    from tasks.evaluation.face_identity import embed_face, identity_similarity
+    from tasks.evaluation.identity_sync import identity_sync
+    from tasks.evaluation.interactivity import interactivity
+    from tasks.evaluation.scoring import item_for
 
     item = item_for(args.video, read_benchmark(args.benchmark).items)
     landmarker = args.models / "face_landmarker.task"

@@ -26,13 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def measure_tiny(steps: int, size: tuple[int, int], frames: int, identities: int) -> None:
+    import tempfile
+
     import numpy as np
 
     from model.config import load_run_config
     from model.folder import init_model
     from model.pipeline import TalkingVideoPipeline
-
-    import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         init_model(load_run_config(ROOT / "configs" / "tiny.yaml"), Path(tmp) / "tiny")

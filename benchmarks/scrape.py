@@ -4,9 +4,9 @@
 
 1. Sections against whole videos: a talking video of MINUTES minutes (a ../shared clip looped,
    re-encoded with a keyframe every 2 s and the index first, as video sites serve) is fetched
-   whole, then as three 5 s sections the way a manifest asks (`tasks.scrape.fetch`): wall
+   whole, then as three 5 s sections the way a manifest asks (`tasks.curation.scrape.fetch`): wall
    time, bytes kept on disk and bytes the server sent, and their ratios.
-2. Listing: a page with ENTRIES embedded videos is listed flat (`tasks.scrape.list_url`): time
+2. Listing: a page with ENTRIES embedded videos is listed flat (`tasks.curation.scrape.list_url`): time
    per entry, and how many media requests the listing made (none is the point).
 3. Archive: deciding, for every listed entry, that it was fetched before (a catalog lookup per
    entry, what a nightly rerun does instead of downloading): time per entry.
@@ -31,8 +31,8 @@ from conftest import LocalSite  # noqa: E402
 
 from tasks.catalog import Catalog  # noqa: E402
 from tasks.config import IngestConfig  # noqa: E402
+from tasks.curation.scrape import fetch, list_url  # noqa: E402
 from tasks.records import InputItem, Section  # noqa: E402
-from tasks.scrape import fetch, list_url  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "videos" / "PC-AVS__Input_00098.mp4"
 

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/singing.py [SHARED_DATA_DIR]
 
 For each recording: the VAD's speech ratio (what the no_speech rule sees), the ASR's transcript
-(does it take the sound for words?), `held_pitch` and `pitched_gaps` (tasks/singing.py), and
+(does it take the sound for words?), `held_pitch` and `pitched_gaps` (tasks/curation/analysis/singing.py), and
 what the rules do with those figures alone (no_speech, singing, or passes). Recordings:
 - real talk: the ten talking clips, JFK, pyannote's telephone dialogue (../shared/data);
 - real singing: MultiTalk's multi3 tracks (sung lyrics, a man's and a woman's part);
@@ -23,12 +23,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tasks.clipmedia import read_audio
-from tasks.config import CurateConfig
 import numpy as np
 
-from tasks.singing import analyze_singing, held_share, pitch_track, without_accompaniment
-from tasks.speech import speech_worker
+from tasks.config import CurateConfig
+from tasks.curation.analysis.singing import analyze_singing, held_share, pitch_track, without_accompaniment
+from tasks.curation.analysis.speech import speech_worker
+from tasks.curation.clipmedia import read_audio
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MELODY = [("la", 196), ("la", 220), ("loo", 247), ("mee", 262), ("la", 247), ("daa", 220), ("mooo", 196), ("naa", 175),

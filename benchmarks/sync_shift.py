@@ -16,14 +16,14 @@ frames (ffmpeg: `adelay` for late audio, `atrim` for early), runs the estimate o
 - the null: the confidence and the z-score (sync_z) the estimate reports for each clip's mouth
   against every other clip's audio (nothing to find there), against `verdict.min_sync_confidence`
   and `verdict.min_sync_z`, beside the same figures of the in-sync clips;
-- with `--select`: how the estimate's pairs (tasks/sync.py PAIRS) were chosen, checked with
+- with `--select`: how the estimate's pairs (tasks/curation/analysis/sync.py PAIRS) were chosen, checked with
   each clip held out. For every clip, the subset of all mouth-signal x audio-signal pairs (two
   band envelopes and the phones' expected opening) that does best on the other clips (first
   the 10-frame gate, then shifts followed to 1 frame, then shifts found to 2 frames) is chosen,
   and scored on the held-out clip; and the same without the phone pairs, to show what they add.
 
 Phones: the speech worker transcribes each clip once; the transcript is force-aligned to each
-copy's own audio (tasks/phones.py), as curation does.
+copy's own audio (tasks/curation/analysis/phones.py), as curation does.
 
 The SyncNet backend is not measured here: no SyncNet weights exist offline, and random weights
 say nothing. Use `--backend syncnet --syncnet-model syncnet_v2.model` where you have them.
@@ -41,13 +41,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.clipmedia import ClipMedia, read_audio, read_clip
 from tasks.config import CurateConfig
-from tasks.faces import analyze_faces, resolve_face_models
-from tasks.landmarks import Landmarks, analyze_landmarks, resolve_landmarker
-from tasks.phones import align_phones
-from tasks.speech import speech_worker
-from tasks.sync import (
+from tasks.curation.analysis.faces import analyze_faces, resolve_face_models
+from tasks.curation.analysis.landmarks import Landmarks, analyze_landmarks, resolve_landmarker
+from tasks.curation.analysis.phones import align_phones
+from tasks.curation.analysis.speech import speech_worker
+from tasks.curation.analysis.sync import (
     AUDIO_SIGNALS,
     MOUTH_SIGNALS,
     NULL_MEDIAN,
@@ -61,8 +60,9 @@ from tasks.sync import (
     pair_correlations,
     syncnet_offset,
 )
-from tasks.syncnet import load_syncnet
-from tasks.verdict import judge_sync, sync_is_confident
+from tasks.curation.analysis.syncnet import load_syncnet
+from tasks.curation.clipmedia import ClipMedia, read_audio, read_clip
+from tasks.curation.verdict import judge_sync, sync_is_confident
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 TALKING = ["PC-AVS__*.mp4", "video-retalking__*.mp4", "LivePortrait__d11.mp4"]
@@ -113,7 +113,7 @@ def _spread(x: np.ndarray) -> float:
 
 def calibrate(null: list[tuple[int, int, int, SyncEstimate]], rows: dict[int, list[SyncEstimate]], frames: list[int],
               names: list[str], rules) -> None:  # fmt: skip
-    """The null pairs' calibration of sync_z (tasks/sync.py NULL_MEDIAN, NULL_SPREAD), how often
+    """The null pairs' calibration of sync_z (tasks/curation/analysis/sync.py NULL_MEDIAN, NULL_SPREAD), how often
     unrelated and in-sync pairs reach the thresholds by length, and the same with each clip's
     own pairs left out of the constants it is judged by."""
     scaled = np.array([e.confidence * np.sqrt(n) for _, _, n, e in null])

@@ -21,12 +21,12 @@ from flows.progress import RunProgress
 from flows.reporting import publish_shard_artifacts
 from shards.writer import EncodedSample, ShardWriter, encode_sample, write_index
 from tasks.catalog import Catalog
-from tasks.clip_library import LibraryClip, load_library
 from tasks.config import CurateConfig, load_config
-from tasks.identities import assign_identities, split_identities
-from tasks.shard_plan import PlannedSample, plan_samples, render_sample
-from tasks.stage2.store import record_result, stored_results
-from tasks.stage2.ties import MultiPersonResult, analyze_multiperson, is_candidate
+from tasks.dataset.clip_library import LibraryClip, load_library
+from tasks.dataset.identities import assign_identities, split_identities
+from tasks.dataset.shard_plan import KINDS, PlannedSample, plan_samples, render_sample
+from tasks.dataset.stage2.store import record_result, stored_results
+from tasks.dataset.stage2.ties import MultiPersonResult, analyze_multiperson, is_candidate
 
 
 @task(name="stage2-clip", tags=["stage2"], persist_result=False)
@@ -108,7 +108,7 @@ def build_shards(
             progress.close()
     index = write_index(out, {
         "set_id": sid, "built_from": str(work), "seed": seed, "compose": config.compose.model_dump(mode="json"),
-        "planned": {kind: sum(p.kind == kind for p in planned) for kind in ("composite", "single", "multi")},
+        "planned": {kind: sum(p.kind == kind for p in planned) for kind in KINDS},
         "failed": failed,
     })  # fmt: skip
     publish_shard_artifacts(index, out, str(work))

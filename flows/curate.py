@@ -23,13 +23,14 @@ from flows.events import curation_updated
 from flows.progress import RunProgress
 from flows.reporting import publish_curation_artifacts
 from flows.runners import check_cluster, resources, task_runner
-from tasks.analyze import ClipAnalysis, ClipFailure, analyze_clip, check_models
 from tasks.catalog import Catalog
 from tasks.config import CurateConfig, load_config
-from tasks.ingest import acquire, expand_inputs
+from tasks.curation.analysis.analyze import ClipAnalysis, ClipFailure, analyze_clip, check_models
+from tasks.curation.ingest import acquire, expand_inputs
+from tasks.curation.scrape import Listing, host_of, list_url, with_retries
+from tasks.curation.source import curate_source
 from tasks.records import Acquired, InputItem, Reason, Rejected, Rejection, SourceResult
-from tasks.scrape import Listing, host_of, list_url, with_retries
-from tasks.source import curate_source
+from tasks.workdir import downloads_dir
 
 
 @task(name="list-url", tags=["ingest"], persist_result=False)
@@ -395,7 +396,7 @@ def _drop_download(got: Acquired, work: Path, config: CurateConfig) -> None:
     if config.ingest.keep_sources or not got.downloaded:
         return
     folder = Path(got.path).parent
-    if (work / "downloads") in folder.parents:
+    if downloads_dir(work) in folder.parents:
         shutil.rmtree(folder, ignore_errors=True)
 
 

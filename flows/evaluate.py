@@ -1,5 +1,5 @@
 """The evaluate flow: generate a benchmark with a run's model, score it, store every figure, and
-promote the run only when it beats the incumbent (tasks/promotion.py).
+promote the run only when it beats the incumbent (tasks/evaluation/promotion.py).
 
 Triggered by `anytalker.training.finished` (prefect.yaml). Layout it writes:
 
@@ -24,10 +24,16 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.events import model_promoted
 from flows.reporting import _image_markdown, figure_png
-from tasks.benchmark import generation_batch, read_benchmark
-from tasks.evaluation import HIGHER_IS_BETTER, EvaluationConfig, evaluate_folder, load_evaluation_config, to_json
-from tasks.metric_store import MetricStore
-from tasks.promotion import Decision, current_best, decide, incumbent_record, switch_best
+from tasks.evaluation.benchmark import generation_batch, read_benchmark
+from tasks.evaluation.metric_store import MetricStore
+from tasks.evaluation.promotion import Decision, current_best, decide, incumbent_record, switch_best
+from tasks.evaluation.scoring import (
+    HIGHER_IS_BETTER,
+    EvaluationConfig,
+    evaluate_folder,
+    load_evaluation_config,
+    to_json,
+)
 
 
 def leaderboard_rows(store: MetricStore, benchmark: str, primary: str, incumbent: dict | None) -> list[dict]:

@@ -16,15 +16,28 @@ from pathlib import Path
 import cv2
 import numpy as np
 from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
 
 from tasks.config import FacesConfig
-from tasks.faces import ModelsMissing, resolve_face_models
-from tasks.generation_inputs import (
-    AudioMode, GenerationInputError, GenerationRequest, arrange_tracks, detect_faces, face_crops, face_masks,
-    frame_count, load_image, load_track, output_name, read_batch, video_size, write_video,
+from tasks.curation.analysis.faces import resolve_face_models
+from tasks.evaluation.generation_inputs import (
+    AudioMode,
+    GenerationInputError,
+    GenerationRequest,
+    arrange_tracks,
+    detect_faces,
+    face_crops,
+    face_masks,
+    frame_count,
+    load_image,
+    load_track,
+    output_name,
+    read_batch,
+    video_size,
+    write_video,
 )  # fmt: skip
+from tasks.models import ModelsMissing
 
 
 @dataclass(frozen=True)

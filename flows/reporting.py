@@ -6,11 +6,11 @@ Keys are stable, so the Prefect UI keeps one history per artifact across runs.
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tasks.report_images import contact_sheet, score_histograms
+from tasks.curation.report_images import contact_sheet, score_histograms
+from tasks.workdir import reports_dir
 
 
 def funnel_rows(counts: dict) -> list[dict]:
@@ -97,7 +97,7 @@ def publish_curation_artifacts(report: dict, run: dict, workdir: str) -> None:
     if report.get("sources"):
         create_table_artifact(key="curation-sources", table=source_rows(report["sources"]),
                               description="Every source with its provenance (for audits and takedowns)")  # fmt: skip
-    reports = Path(workdir) / "reports"
+    reports = reports_dir(workdir)
     reports.mkdir(parents=True, exist_ok=True)
     for key, title, png in (
         ("curation-histograms", "Scores by verdict", score_histograms(report["items"])),
@@ -139,7 +139,7 @@ def publish_shard_artifacts(index: dict, out: str, workdir: str) -> None:
                              description="Samples, hours, kinds and people per split")  # fmt: skip
     urls = [u for split in index["splits"] for u in shard_urls(out, split)]
     png = preview_png(first_samples(urls))
-    reports = Path(workdir) / "reports"
+    reports = reports_dir(workdir)
     reports.mkdir(parents=True, exist_ok=True)
     (reports / "shards-preview.png").write_bytes(png)
     create_markdown_artifact(key="shards-preview", markdown=_image_markdown("Samples with their face masks", png),

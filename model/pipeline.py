@@ -6,7 +6,7 @@ audio windows while face tokens, image tokens, the condition y and the masks sta
 `TalkingVideoPipeline.prepare` turns an image, face boxes and per-identity tracks into the
 `Conditions` the sampler passes to the model; `sample` runs the sampler and decodes with the
 VAE. Inputs at the pixel level (decoding, face detection, masks, muxing) are
-tasks/generation_inputs.py's work.
+tasks/evaluation/generation_inputs.py's work.
 """
 
 from __future__ import annotations

@@ -35,7 +35,11 @@ def train_loop(cfg: dict) -> None:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
     from ray.train.lightning import (
-        RayDDPStrategy, RayFSDPStrategy, RayLightningEnvironment, RayTrainReportCallback, prepare_trainer,
+        RayDDPStrategy,
+        RayFSDPStrategy,
+        RayLightningEnvironment,
+        RayTrainReportCallback,
+        prepare_trainer,
     )  # fmt: skip
 
     from model.config import RunConfig

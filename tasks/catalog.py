@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tasks.records import ClipResult, Reason, SourceResult
+from tasks.workdir import catalog_path
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inputs (
@@ -136,7 +137,7 @@ class Catalog:
     def __init__(self, workdir: str | Path) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.path = self.workdir / "catalog.sqlite"
+        self.path = catalog_path(self.workdir)
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -15,17 +15,17 @@ import pytest
 import torch
 from conftest import SHARED, ffmpeg
 
-from tasks.analyze import analyze_clip
-from tasks.clipmedia import read_audio, read_clip
 from tasks.config import CurateConfig, SpeechConfig
-from tasks.faces import analyze_faces, resolve_face_models
-from tasks.landmarks import Landmarks, analyze_landmarks, lip_motion, resolve_landmarker
-from tasks.phones import align_phones
+from tasks.curation.analysis.analyze import analyze_clip
+from tasks.curation.analysis.faces import analyze_faces, resolve_face_models
+from tasks.curation.analysis.landmarks import Landmarks, analyze_landmarks, lip_motion, resolve_landmarker
+from tasks.curation.analysis.phones import align_phones
+from tasks.curation.analysis.speech import speech_worker
+from tasks.curation.analysis.sync import estimate_offset, shift_audio, syncnet_offset
+from tasks.curation.analysis.syncnet import SyncNet, load_syncnet
+from tasks.curation.clipmedia import read_audio, read_clip
+from tasks.curation.verdict import judge_sync, sync_is_confident
 from tasks.records import Reason
-from tasks.speech import speech_worker
-from tasks.sync import estimate_offset, shift_audio, syncnet_offset
-from tasks.syncnet import SyncNet, load_syncnet
-from tasks.verdict import judge_sync, sync_is_confident
 
 SHIFTS = (-10, -6, -3, 0, 3, 6, 10)
 TALKING = [
@@ -294,7 +294,7 @@ def test_speech_worker_runs_in_its_own_environment() -> None:
 def test_speech_worker_start_up_waits_and_says_why_it_failed(tmp_path: Path) -> None:
     """A slow cold start is waited for (up to speech.startup_timeout_s); a worker that dies while
     starting is one clear error with its exit code, at once, not a timeout."""
-    from tasks.speech import SpeechUnavailable, SpeechWorker
+    from tasks.curation.analysis.speech import SpeechUnavailable, SpeechWorker
 
     real = speech_worker(SpeechConfig())._proc.args[0]
     slow = tmp_path / "slow-python"

@@ -126,8 +126,8 @@ def test_an_analysis_batch_loses_only_its_bad_clip_and_a_faceless_clip_skips_spe
     failure (recorded as internal_error by the flow) and the next clip is still analysed; that
     clip has no face, so with cheap checks first it is rejected before speech is paid for."""
     from flows.curate import analyze_task
-    from tasks.analyze import ClipAnalysis, ClipFailure
     from tasks.config import CurateConfig
+    from tasks.curation.analysis.analyze import ClipAnalysis, ClipFailure
     from tasks.records import Reason
 
     faceless = make_video(tmp_path / "pattern.mp4", 2.0)
@@ -150,7 +150,7 @@ def test_a_rejected_clip_is_not_encoded_and_recut_cuts_it_under_new_thresholds(
     import subprocess
     import sys
 
-    from tasks.standardize import inspect_clip
+    from tasks.curation.standardize import inspect_clip
 
     work = tmp_path / "work"
     result = curate([str(shared_videos / "LivePortrait__d3.mp4")], str(work), None)

@@ -91,7 +91,7 @@ def test_demo_runs_the_deployment_chain_and_the_dashboard_shows_it(tmp_path: Pat
     # the evaluation the finished run triggered: the benchmark generated with its model, scored, gated
     (evaluation,) = (run / "eval" / "benchmark").glob("step-*/evaluation.json")
     assert len(list((evaluation.parent / "videos").glob("synthetic_duo_*.mp4"))) == 1
-    from tasks.metric_store import MetricStore
+    from tasks.evaluation.metric_store import MetricStore
 
     with MetricStore(tmp_path / "runs") as store:
         (decision,) = store.decisions()

@@ -39,8 +39,8 @@ def frozen_11(bench: Path, tmp_path_factory) -> Path:
 
 
 def _faces(video: Path, n: int):
-    from tasks.clipmedia import read_clip
-    from tasks.face_frames import detect_frames
+    from tasks.curation.clipmedia import read_clip
+    from tasks.evaluation.face_frames import detect_frames
 
     media = read_clip(video, max_side=4096)
     return media, detect_frames(media.frames, n, os.environ["ANYTALKER_FACE_MODELS"])
@@ -52,8 +52,8 @@ def interact_11_faces(bench: Path, shared_models: Path):
 
 
 def test_interactivity_of_a_real_benchmark_clip_beats_its_frozen_copy(bench, interact_11_faces, frozen_11) -> None:
-    from tasks.benchmark import read_benchmark
-    from tasks.interactivity import interactivity
+    from tasks.evaluation.benchmark import read_benchmark
+    from tasks.evaluation.interactivity import interactivity
 
     item = next(i for i in read_benchmark(bench).items if i.name == "interact_11")
     media, faces = interact_11_faces
@@ -67,7 +67,7 @@ def test_interactivity_of_a_real_benchmark_clip_beats_its_frozen_copy(bench, int
 
 
 def test_interactivity_is_minus_one_when_a_frame_lacks_a_face(shared_videos: Path, shared_models: Path) -> None:
-    from tasks.interactivity import interactivity
+    from tasks.evaluation.interactivity import interactivity
 
     media, faces = _faces(shared_videos / "PC-AVS__Input_00098.mp4", 2)
     result = interactivity(media.frames[:50], media.fps, type(faces)(faces.boxes[:50], faces.kps[:50], faces.counts[:50]),
@@ -77,7 +77,7 @@ def test_interactivity_is_minus_one_when_a_frame_lacks_a_face(shared_videos: Pat
 
 def test_lip_sync_per_identity_finds_a_shifted_track(shared_videos: Path, shared_models: Path) -> None:
     """A real talking clip against its own audio, and against that audio 10 frames late."""
-    from tasks.identity_sync import identity_sync
+    from tasks.evaluation.identity_sync import identity_sync
 
     media, faces = _faces(shared_videos / "PC-AVS__Input_00098.mp4", 1)
     hop = int(media.rate / media.fps)
@@ -93,10 +93,10 @@ def test_lip_sync_per_identity_finds_a_shifted_track(shared_videos: Path, shared
 def two_person(shared_curated: Path):
     """The stage-2 control of the shard tests: two real talking clips side by side with known
     turns (left speaks frames 0-71, right 71-150, 25 fps), one track per person."""
-    from tasks.clip_library import load_library
-    from tasks.compose import CompositePlan, Turn, render_composite
-    from tasks.config import ComposeConfig
     from tasks.catalog import Catalog
+    from tasks.config import ComposeConfig
+    from tasks.dataset.clip_library import load_library
+    from tasks.dataset.compose import CompositePlan, Turn, render_composite
 
     clips = load_library(shared_curated)
     with Catalog(shared_curated) as catalog:
@@ -108,7 +108,7 @@ def two_person(shared_curated: Path):
 
 
 def test_in_a_composite_each_face_syncs_best_with_its_own_track(two_person) -> None:
-    from tasks.identity_sync import IN_STEP, identity_sync
+    from tasks.evaluation.identity_sync import IN_STEP, identity_sync
 
     s = two_person
     spans = s.meta["speaking"]
@@ -124,8 +124,8 @@ def test_in_a_composite_each_face_syncs_best_with_its_own_track(two_person) -> N
 
 def test_who_speaks_follows_the_voices_and_drops_when_they_are_swapped(bench, interact_11_faces) -> None:
     """A real two-person recording with known turns (their benchmark clip and its intervals)."""
-    from tasks.asd import load_light_asd, who_speaks
-    from tasks.benchmark import read_benchmark
+    from tasks.curation.analysis.asd import load_light_asd, who_speaks
+    from tasks.evaluation.benchmark import read_benchmark
 
     model = load_light_asd(ASD)  # strict: the module matches lightasd-state-dict.tsv
     item = next(i for i in read_benchmark(bench).items if i.name == "interact_11")
@@ -141,7 +141,7 @@ def test_who_speaks_follows_the_voices_and_drops_when_they_are_swapped(bench, in
 
 
 def test_identity_similarity_same_person_beats_different_people(shared_videos: Path, shared_models: Path) -> None:
-    from tasks.face_identity import embed_face
+    from tasks.evaluation.face_identity import embed_face
 
     embeddings = {}
     for name in ("PC-AVS__Input_00002", "PC-AVS__Pose_Source_517600055", "PC-AVS__Input_00098"):
@@ -155,7 +155,7 @@ def test_identity_similarity_same_person_beats_different_people(shared_videos: P
 
 
 def test_fvd_is_not_reported_without_i3d(tmp_path: Path) -> None:
-    from tasks.fvd import frechet_distance, fvd
+    from tasks.evaluation.fvd import frechet_distance, fvd
 
     assert fvd([tmp_path / "a.mp4"], [tmp_path / "b.mp4"], None) is None
     rng = np.random.default_rng(0)
@@ -209,7 +209,7 @@ def _evaluate_cli(videos: Path, bench: Path, run: Path, runs: Path) -> subproces
 def test_the_gate_promotes_the_better_run_refuses_the_worse_and_survives_a_kill(
     short_bench, frozen_11, prefect_server, monkeypatch, tmp_path: Path
 ) -> None:
-    from tasks.metric_store import MetricStore
+    from tasks.evaluation.metric_store import MetricStore
 
     bench_dir, real, frozen = short_bench
     runs = tmp_path / "runs"
@@ -273,7 +273,7 @@ def _serve(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
 
 
 def test_fetch_frames_takes_the_frame_at_its_time_and_refuses_offline(tmp_path: Path) -> None:
-    from tasks.fetch_frames import FetchError, FrameRequest, fetch_frame, fetch_frames
+    from tasks.evaluation.fetch_frames import FetchError, FrameRequest, fetch_frame, fetch_frames
 
     site = tmp_path / "site"
     site.mkdir()
@@ -314,7 +314,7 @@ def test_benchmark_build_from_a_curated_two_person_recording(two_person, prefect
     from flows.build_shards import build_shards
     from flows.curate import curate
     from shards.codec import encode_video, encode_wav
-    from tasks.benchmark import read_benchmark
+    from tasks.evaluation.benchmark import read_benchmark
 
     s = two_person
     (tmp_path / "v.mp4").write_bytes(encode_video(s.video, s.fps))
@@ -337,7 +337,7 @@ def test_benchmark_build_from_a_curated_two_person_recording(two_person, prefect
     left, right = item.speaking
     print(f"benchmark build: left speaks {left}, right {right}")
     assert left and left[0][0] < 0.5 and right and right[0][0] > 2.0, "the man speaks first, then the woman"
-    from tasks.clipmedia import read_audio
+    from tasks.curation.clipmedia import read_audio
 
     left_track, right_track = (read_audio(t) for t in item.tracks)
     assert np.abs(left_track[int(3.5 * 16000) :]).max() == 0 and np.abs(right_track[: int(2.0 * 16000)]).max() == 0
@@ -352,7 +352,7 @@ def test_a_release_is_frozen_while_the_run_retrains(tmp_path: Path) -> None:
 
     from model.config import load_run_config
     from model.folder import init_model
-    from tasks.promotion import current_best, incumbent_record, switch_best
+    from tasks.evaluation.promotion import current_best, incumbent_record, switch_best
 
     config = load_run_config(ROOT / "configs" / "tiny.yaml")
     run = tmp_path / "runs" / "set-a"
@@ -370,8 +370,8 @@ def test_a_release_is_frozen_while_the_run_retrains(tmp_path: Path) -> None:
 
 
 def test_the_gate_rule() -> None:
-    from tasks.evaluation import GateConfig
-    from tasks.promotion import decide
+    from tasks.evaluation.promotion import decide
+    from tasks.evaluation.scoring import GateConfig
 
     gate = GateConfig(primary="interactivity", guards={"identity_similarity": 0.02, "asd_silent_speaking": 0.05})
     old = {"interactivity": 0.5, "identity_similarity": 0.7, "asd_silent_speaking": 0.2}
@@ -389,8 +389,8 @@ def test_the_gate_rule() -> None:
 
 def test_speaking_intervals_from_each_identitys_own_track(bench: Path) -> None:
     """The VAD on their benchmark's per-person tracks recovers the intervals their JSON lists."""
-    from tasks.benchmark import read_benchmark, speaking_mask, voice_intervals
-    from tasks.clipmedia import read_audio
+    from tasks.curation.clipmedia import read_audio
+    from tasks.evaluation.benchmark import read_benchmark, speaking_mask, voice_intervals
 
     item = next(i for i in read_benchmark(bench).items if i.name == "interact_11")
     for track, listed in zip(item.tracks, item.speaking, strict=True):
@@ -402,7 +402,7 @@ def test_speaking_intervals_from_each_identitys_own_track(bench: Path) -> None:
 
 
 def test_the_evaluation_config_file_holds_the_defaults_and_bad_keys_fail(tmp_path: Path) -> None:
-    from tasks.evaluation import EvaluationConfig, load_evaluation_config
+    from tasks.evaluation.scoring import EvaluationConfig, load_evaluation_config
 
     assert load_evaluation_config(ROOT / "configs" / "evaluate.yaml") == EvaluationConfig()
     bad = tmp_path / "bad.yaml"

@@ -13,10 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import SHARED
-from tasks.generation_inputs import (
-    arrange_tracks, detect_faces, face_crops, face_masks, frame_count, load_image, load_track, read_batch, video_size,
+
+from tasks.evaluation.generation_inputs import (
+    arrange_tracks,
+    detect_faces,
+    face_crops,
+    face_masks,
+    frame_count,
+    load_image,
+    load_track,
+    read_batch,
+    video_size,
 )  # fmt: skip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +119,7 @@ def test_each_track_reaches_the_identity_it_is_bound_to(tiny_model, examples) ->
     """2p-0: the left track is identity 0 with the left face's mask and crop, the right track
     identity 1; replacing the right track changes identity 1's audio only, and the video."""
     from model.pipeline import TalkingVideoPipeline
-    from tasks.faces import resolve_face_models
+    from tasks.curation.analysis.faces import resolve_face_models
 
     pipeline = TalkingVideoPipeline.from_pretrained(tiny_model)
     request = next(r for r in read_batch(examples) if r.key == "2p-0")

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import SHARED
 from diffusers import WanTransformer3DModel
 
 from model.config import load_run_config
 from model.dit import IdentityAdapter, IdentityAwareDiT, identity_block
-from conftest import SHARED
 from model.official import ImportRefused, ImportShape, import_checkpoint, official_name
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,8 +8,9 @@ import pytest
 from conftest import make_video
 
 from tasks.config import IngestConfig
-from tasks.ingest import acquire, download_dir, expand_inputs, hash_file
+from tasks.curation.ingest import acquire, expand_inputs, hash_file
 from tasks.records import Reason, Rejected
+from tasks.workdir import download_dir
 
 
 @pytest.fixture

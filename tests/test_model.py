@@ -261,13 +261,13 @@ def test_training_on_ray_lowers_the_loss_and_a_killed_run_resumes(tiny_shards: P
 def test_encoded_shards_give_the_same_loss_as_encoding_on_the_fly(prefect_server, shared_videos: Path, tmp_path: Path) -> None:
     """`anytalker shards encode` stores the frozen encoders' outputs; training on them computes
     the same flow-matching loss as encoding in the step (float16 features: a small tolerance)."""
+    from test_shards import _tiny_sample
+
     from flows.encode_shards import encode_shards
+    from model.flow_matching import TalkingVideoModule
     from shards.codec import decode_video
     from shards.reader import ReaderConfig, collate, make_dataset
     from shards.writer import ShardWriter, shard_urls, write_index
-    from test_shards import _tiny_sample
-
-    from model.flow_matching import TalkingVideoModule
 
     frames, _ = decode_video((shared_videos / "PC-AVS__Input_00098.mp4").read_bytes(), size=(64, 96))
     with ShardWriter(str(tmp_path / "raw"), max_count=2) as writer:

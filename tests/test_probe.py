@@ -4,7 +4,7 @@ import pytest
 from conftest import ffmpeg, make_video
 
 from tasks.config import IngestConfig
-from tasks.probe import probe
+from tasks.curation.probe import probe
 from tasks.records import Reason, Rejected
 
 

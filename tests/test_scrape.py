@@ -16,10 +16,10 @@ from conftest import LocalSite, ffmpeg, make_video
 from flows.curate import curate
 from tasks.catalog import Catalog
 from tasks.config import IngestConfig, since_date
-from tasks.manifest import read_manifest, site_url
+from tasks.curation.manifest import read_manifest, site_url
+from tasks.curation.scrape import classify
+from tasks.curation.takedown import forget
 from tasks.records import Reason
-from tasks.scrape import classify
-from tasks.takedown import forget
 
 FRAME = 1 / 25
 

@@ -19,10 +19,10 @@ from conftest import published_events
 from shards.reader import ReaderConfig, collate, face_masks, make_dataset
 from shards.schema import Sample, member_names
 from shards.writer import ShardWriter, complete_shards, read_index, shard_urls, write_index
-from tasks.clip_library import load_library
-from tasks.compose import plan_composites, render_composite
 from tasks.config import ComposeConfig, CurateConfig
-from tasks.identities import assign_identities, split_identities
+from tasks.dataset.clip_library import load_library
+from tasks.dataset.compose import plan_composites, render_composite
+from tasks.dataset.identities import assign_identities, split_identities
 
 SAME_PERSON = ("PC-AVS__Input_00002", "PC-AVS__Pose_Source_517600055")  # MANIFEST: same identity
 
@@ -38,7 +38,7 @@ def _clips_by_name(work: Path) -> tuple[list, dict[str, str]]:
 
 @pytest.mark.slow
 def test_composites_from_real_clips(shared_curated: Path, shared_models: Path) -> None:
-    from tasks.faces import face_analysis, resolve_face_models
+    from tasks.curation.analysis.faces import face_analysis, resolve_face_models
 
     clips, names = _clips_by_name(shared_curated)
     assert len(clips) == 10
@@ -232,9 +232,9 @@ def test_build_shards_flow_on_real_footage(shared_curated: Path, tmp_path: Path)
 def _stage2_of(clip_path: Path):
     """A 6 s 832x480 two-face clip at 25 fps as a stage-2 candidate (its speech analysed as
     curation would), and its stage-2 result."""
-    from tasks.clip_library import LibraryClip
-    from tasks.speech import speech_worker
-    from tasks.stage2.ties import analyze_multiperson
+    from tasks.curation.analysis.speech import speech_worker
+    from tasks.dataset.clip_library import LibraryClip
+    from tasks.dataset.stage2.ties import analyze_multiperson
 
     config = CurateConfig.model_validate({"multiperson": {"min_face_ratio": 0.5}})
     speech = speech_worker(config.speech).analyze(clip_path)
@@ -249,8 +249,8 @@ def test_stage2_ties_each_voice_to_its_face(shared_curated: Path, tmp_path: Path
     voices mixed into one track. Stage 2 must find both faces and tie each voice to the face
     that spoke it."""
     from shards.codec import encode_video, encode_wav
-    from tasks.compose import CompositePlan, Turn
-    from tasks.stage2.render import voice_tracks
+    from tasks.dataset.compose import CompositePlan, Turn
+    from tasks.dataset.stage2.render import voice_tracks
 
     clips, names = _clips_by_name(shared_curated)
     by_name = {names[c.clip_id]: c for c in clips}
@@ -271,12 +271,12 @@ def test_stage2_ties_each_voice_to_its_face(shared_curated: Path, tmp_path: Path
     assert result.boxes.shape[0] == 2 and None not in result.voice_of_face
     left, right = (result.frame_voice == v for v in result.voice_of_face)
     assert left[:71].mean() > 0.8 and right[71:].mean() > 0.8, "each voice follows the face that spoke"
-    from tasks.clipmedia import read_audio
+    from tasks.curation.clipmedia import read_audio
 
     tracks = voice_tracks(read_audio(clip_path), result.frame_voice, result.voice_of_face, 25.0)
     assert np.abs(tracks[0][int(3.5 * 16000) :]).max() == 0 and np.abs(tracks[1][: int(2.0 * 16000)]).max() == 0
 
-    from tasks.stage2.render import render_multi  # the stage-2 sample of its first 81 frames
+    from tasks.dataset.stage2.render import render_multi  # the stage-2 sample of its first 81 frames
 
     clip.identity = "id-two"
     sample = render_multi(result, clip, 0, CurateConfig(), "mtwo")
@@ -296,8 +296,8 @@ def test_stage2_gives_the_voice_to_the_talker_not_the_listener(shared_videos: Pa
     """Two real faces side by side, one voice: LivePortrait d3 (moves, never talks) left and
     face_4 (talking) right with its own audio. Light-ASD ties the voice to the talker; the
     listener gets no voice, hence a silent track."""
-    from tasks.clipmedia import read_audio
-    from tasks.stage2.render import voice_tracks
+    from tasks.curation.clipmedia import read_audio
+    from tasks.dataset.stage2.render import voice_tracks
 
     clip_path = tmp_path / "listener-talker.mp4"
     cell = "scale=416:480,setsar=1,fps=25,trim=0:6,setpts=PTS-STARTPTS"
@@ -328,9 +328,8 @@ def test_identity_split_is_stable_and_two_sided() -> None:
 
 def _ray_read_loop(config: dict) -> None:
     """A Ray Train worker reads its part of the set and writes the keys it got."""
-    import torch.utils.data
-
     import ray.train
+    import torch.utils.data
 
     rank = ray.train.get_context().get_world_rank()
     reader = ReaderConfig(height=64, width=96, latent_grid=(8, 12), face_size=32, shuffle_buffer=2)

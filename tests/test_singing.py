@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from conftest import SHARED, ffmpeg
 
-from tasks.analyze import analyze_clip
-from tasks.clipmedia import read_audio
 from tasks.config import CurateConfig, SpeechConfig
-from tasks.phones import OPENING, align_phones, expected_opening
+from tasks.curation.analysis.analyze import analyze_clip
+from tasks.curation.analysis.phones import OPENING, align_phones, expected_opening
+from tasks.curation.analysis.singing import analyze_singing, held_share, pitch_track, without_accompaniment
+from tasks.curation.analysis.speech import speech_worker
+from tasks.curation.clipmedia import read_audio
 from tasks.records import Reason
-from tasks.singing import analyze_singing, held_share, pitch_track, without_accompaniment
-from tasks.speech import speech_worker
 
 AUDIO = SHARED / "data" / "audio"
 MELODY = [("la", 196), ("la", 220), ("loo", 247), ("mee", 262), ("la", 247), ("daa", 220), ("mooo", 196), ("naa", 175),

@@ -4,9 +4,9 @@ import pytest
 from conftest import make_cut_video
 
 from tasks.config import IngestConfig, SplitConfig
-from tasks.probe import probe
+from tasks.curation.probe import probe
+from tasks.curation.split import detect_cut_frames, plan_clips, shots_from_cuts
 from tasks.records import Reason, Shot
-from tasks.split import detect_cut_frames, plan_clips, shots_from_cuts
 
 
 def _shots(path: Path, config: SplitConfig, require_audio: bool = True) -> list[Shot]:

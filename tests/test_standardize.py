@@ -7,10 +7,11 @@ import pytest
 from conftest import ffmpeg, make_video
 
 from tasks.config import IngestConfig, SplitConfig, StandardizeConfig
-from tasks.probe import probe
+from tasks.curation.probe import probe
+from tasks.curation.split import plan_clips
+from tasks.curation.standardize import inspect_clip, standardize
 from tasks.records import ClipPlan, Shot, clip_id_for
-from tasks.split import plan_clips
-from tasks.standardize import clip_path, inspect_clip, standardize
+from tasks.workdir import clip_path
 
 
 def _pcm(path: Path) -> np.ndarray:
@@ -85,8 +86,8 @@ def test_analysis_frames_come_from_the_source_as_the_standard_clip_holds_them(sh
     """`decode_plans` (analysis without an encode) gives the frames and audio of the standard
     clip the same plans write: same count, same size, same picture up to x264's loss, same sound;
     on a variable-frame-rate source with two clips cut in one pass, and a rotated one."""
-    from tasks.clipmedia import read_clip
-    from tasks.standardize import decode_plans
+    from tasks.curation.clipmedia import read_clip
+    from tasks.curation.standardize import decode_plans
 
     src = shared_videos / "PC-AVS__Input_00098.mp4"
     plain = tmp_path / "plain.mp4"  # the talking clip at a variable frame rate (every 7th frame dropped)

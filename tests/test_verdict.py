@@ -1,6 +1,6 @@
 from tasks.config import VerdictConfig
+from tasks.curation.verdict import early_rejection, judge
 from tasks.records import Reason
-from tasks.verdict import early_rejection, judge
 
 GOOD = {
     "face_coverage": 1.0, "multi_face_ratio": 0.0, "face_size_px": 200, "yaw_deg": 10, "speech_ratio": 0.9,
@@ -46,7 +46,7 @@ def test_optional_metrics_and_the_calibrated_sync_rule() -> None:
     assert judge({**GOOD, "face_speaking": None, "held_pitch": None}, rules) is None
     far = {**GOOD, "sync_offset_frames": 4}
     assert judge({**far, "sync_confidence": 0.9, "sync_z": rules.min_sync_z - 0.1}, rules) is None
-    from tasks.verdict import sync_is_confident
+    from tasks.curation.verdict import sync_is_confident
 
     assert not sync_is_confident({"sync_confidence": 0.9, "sync_z": rules.min_sync_z - 0.1}, rules)
     assert sync_is_confident({"sync_confidence": 0.0, "sync_z": rules.min_sync_z}, rules)
