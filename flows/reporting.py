@@ -88,6 +88,9 @@ def _image_markdown(title: str, png: bytes) -> str:
     return f"# {title}\n\n![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
+MAX_SOURCE_ROWS = 1000  # an artifact is one database row: a million-row table would be one huge row per run
+
+
 def publish_curation_artifacts(report: dict, run: dict, workdir: str) -> None:
     """Funnel, summary, score histograms and contact sheet; the PNGs are also kept in WORKDIR/reports."""
     counts = report["counts"]
@@ -95,8 +98,11 @@ def publish_curation_artifacts(report: dict, run: dict, workdir: str) -> None:
     create_markdown_artifact(key="curation-summary", markdown=summary_markdown(counts, run, workdir),
                              description="Clips accepted and rejected; this run's new work")  # fmt: skip
     if report.get("sources"):
-        create_table_artifact(key="curation-sources", table=source_rows(report["sources"]),
-                              description="Every source with its provenance (for audits and takedowns)")  # fmt: skip
+        rows = source_rows(report["sources"])
+        shown = f"{MAX_SOURCE_ROWS} of {len(rows)} sources; `anytalker report {workdir}` lists all" \
+            if len(rows) > MAX_SOURCE_ROWS else "Every source"  # fmt: skip
+        create_table_artifact(key="curation-sources", table=rows[:MAX_SOURCE_ROWS],
+                              description=f"{shown}, with provenance (for audits and takedowns)")  # fmt: skip
     reports = reports_dir(workdir)
     reports.mkdir(parents=True, exist_ok=True)
     for key, title, png in (

@@ -362,7 +362,7 @@ class Catalog:
                 facts = {"detail": r["sdt"], **json.loads(r["probe"] or "{}")}
                 items.append(ReportItem(r["input"], None, None, None, REJECTED, r["sr"], facts))
         clips = self._db.execute(
-            "SELECT c.*, s.input AS input FROM clips c JOIN sources s USING (source_id)"
+            "SELECT c.*, s.input AS input, s.path AS source_path FROM clips c JOIN sources s USING (source_id)"
             " ORDER BY s.input, c.start_s"
         ).fetchall()
         for c in clips:
@@ -371,6 +371,8 @@ class Catalog:
                 metrics["detail"] = c["detail"]
             if c["path"]:
                 metrics["path"] = c["path"]
+            else:  # not encoded (rejected by analysis): where to see it
+                metrics["source_path"] = c["source_path"]
             items.append(ReportItem(c["input"], c["clip_id"], c["start_s"], c["end_s"], c["verdict"], c["reason"], metrics))
         return items
 

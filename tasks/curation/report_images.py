@@ -4,6 +4,7 @@ main scores, split by verdict, and a contact sheet of accepted and rejected clip
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -41,9 +42,11 @@ def score_histograms(items: list[dict]) -> bytes:
 
 def _thumbnail(item: dict) -> np.ndarray:
     tile = np.full((TILE, TILE, 3), 60, np.uint8)
-    path = item["metrics"].get("path")
-    if path:
-        middle = (item["end"] - item["start"]) / 2
+    path, at = item["metrics"].get("path"), 0.0
+    if not path and item["metrics"].get("source_path") and item["start"] is not None:
+        path, at = item["metrics"]["source_path"], item["start"] - item["metrics"].get("offset_s", 0.0)  # not encoded
+    if path and Path(path).is_file():
+        middle = at + (item["end"] - item["start"]) / 2
         png = subprocess.run(
             ["ffmpeg", "-v", "error", "-nostdin", "-ss", f"{middle:.2f}", "-i", path, "-frames:v", "1",
              "-vf", f"scale={TILE}:{TILE}:force_original_aspect_ratio=decrease,pad={TILE}:{TILE}:-1:-1",

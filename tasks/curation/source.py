@@ -150,8 +150,11 @@ def _decoded(
 def _facts(plan: ClipPlan, width: int, height: int, config: CurateConfig) -> dict:
     """What the standard clip of `plan` is (or would be, where it is not written)."""
     fps = config.standardize.fps
-    return {"n_frames": max(1, int(round(plan.length_s * fps))), "width": width, "height": height, "fps": fps,
-            "audio_rate": config.standardize.audio_rate, "audio_channels": 1}  # fmt: skip
+    facts = {"n_frames": max(1, int(round(plan.length_s * fps))), "width": width, "height": height, "fps": fps,
+             "audio_rate": config.standardize.audio_rate, "audio_channels": 1}  # fmt: skip
+    if plan.offset_s:  # a section: the source file starts this far into the original video
+        facts["offset_s"] = plan.offset_s
+    return facts
 
 
 def _unanalysed(
