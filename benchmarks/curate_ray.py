@@ -1,11 +1,12 @@
 """What running the curate flow's tasks on Ray costs against the local thread pool, same footage.
 
-    .venv/bin/python benchmarks/curate_ray.py [VIDEO ...] [--analyze-batch N]
+    .venv/bin/python benchmarks/curate_ray.py [VIDEO ...] [--sources-per-task N]
 
 Starts a Prefect server and a one-node Ray cluster, both on 127.0.0.1, then runs
 `anytalker curate` twice on the same videos into two fresh work directories: once on the local
 thread pool (`workers` threads), once with `cluster.ray_address` set (each task asks Ray for its
-CPUs), both with `cluster.analyze_batch` N (16; 1 runs a task per clip). Prints wall seconds,
+CPUs), both with `cluster.sources_per_task` N (8; with four videos on two CPUs the flow makes it
+1: a task run per source, its clips analysed inside). Prints wall seconds,
 seconds of footage per wall second, the Ray/local ratio, and whether both runs reached the same
 verdicts. On one machine Ray can only add overhead (worker start-up,
 models loaded once per Ray worker); what it buys is more machines.
@@ -60,8 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("videos", nargs="*", type=Path)
     parser.add_argument("--ray-cpus", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--analyze-batch", type=int, default=16,
-                        help="cluster.analyze_batch of both runs (1: one task run per clip, as before batching)")  # fmt: skip
+    parser.add_argument("--sources-per-task", type=int, default=8, help="cluster.sources_per_task of both runs")
     args = parser.parse_args()
     videos = args.videos or [SHARED / name for name in DEFAULT]
     footage = footage_seconds(videos)
@@ -71,13 +71,13 @@ def main() -> None:
             env = server.env(LOOPBACK_ENV)
             env.pop("RAY_ADDRESS", None)
             local_cfg, ray_cfg = root / "local.yaml", root / "ray.yaml"
-            batch = f"analyze_batch: {args.analyze_batch}"
+            batch = f"sources_per_task: {args.sources_per_task}"
             local_cfg.write_text(f"workers: {args.ray_cpus}\ncluster: {{{batch}}}\n")
             ray_cfg.write_text(f"workers: {args.ray_cpus}\ncluster: {{ray_address: '{address}', {batch}}}\n")
             local_s, local_v = curate(videos, root / "local", local_cfg, env)
             ray_s, ray_v = curate(videos, root / "on-ray", ray_cfg, env)
     print(f"{len(videos)} videos, {footage:.1f} s of footage; {args.ray_cpus} CPUs for either runner; "
-          f"analysis batches of at most {args.analyze_batch}")  # fmt: skip
+          f"at most {args.sources_per_task} sources per task run")  # fmt: skip
     print(f"local thread pool: {local_s:7.1f} s  ({footage / local_s:.2f} s of footage per s)")
     print(f"Ray (loopback):    {ray_s:7.1f} s  ({footage / ray_s:.2f} s of footage per s)")
     print(f"ratio Ray / local: {ray_s / local_s:.2f}x")
