@@ -128,7 +128,7 @@ def decode_plans(
     width, height = standard_size(probe, config)
     w, h = analysis_size(width, height, max_side)
     seek = _seek(plans)
-    tail = f"scale={w}:{h},setsar=1,format=rgb24"
+    tail = f"scale={w}:{h}:flags=bilinear,setsar=1,format=rgb24"  # the scaler read_clip (PyAV) uses
     with tempfile.TemporaryDirectory(prefix="anytalker-decode-") as tmp:
         cmd = _input(Path(source), seek) + ["-filter_complex", _cut_graph(probe, plans, config, seek, tail)]
         for i in range(len(plans)):
