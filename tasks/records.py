@@ -171,6 +171,8 @@ class ClipPlan:
     end_s: float
     rejected: Reason | None = None
     offset_s: float = 0.0  # the source file's t=0 on that clock (a section's start; 0 for whole videos)
+    audio_shift_frames: int = 0  # the written clip's audio moves this many frames earlier (later if < 0):
+    # a confident lip-sync offset found by analysis, applied by the cut itself (standardize._cut_graph)
 
     @property
     def length_s(self) -> float:

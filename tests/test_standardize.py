@@ -68,6 +68,27 @@ def test_delayed_audio_stays_in_sync(tmp_path: Path) -> None:
     assert len(pcm) / 16000 == pytest.approx(4.0, abs=0.07)
 
 
+def test_sync_offset_is_applied_by_the_cut(tmp_path: Path) -> None:
+    """A plan's `audio_shift_frames` moves its audio inside the one encode: earlier for a positive
+    shift (silence at the end), later for a negative one (silence at the start); same length."""
+    video = make_video(tmp_path / "v.mp4", 5.0, audio=False)
+    tone = tmp_path / "tone.m4a"
+    ffmpeg("-f", "lavfi", "-i", "sine=f=440:r=16000:d=3.0", "-c:a", "aac", str(tone))
+    source = tmp_path / "late.mp4"  # the tone from 0.6 s to 3.6 s
+    ffmpeg("-i", str(video), "-itsoffset", "0.6", "-i", str(tone), "-map", "0:v", "-map", "1:a", "-c", "copy", str(source))
+    facts, _ = probe(source, IngestConfig())
+    plans = [ClipPlan(f"shift{k}", 0, 0, 0.0, 4.0, audio_shift_frames=k) for k in (0, 5, -5)]
+    onsets, ends, lengths = [], [], []
+    for result in standardize(source, "late", facts, plans, tmp_path, StandardizeConfig()):
+        loud = np.flatnonzero(np.abs(_pcm(Path(result.path))) > 0.1) / 16000
+        onsets.append(loud[0])
+        ends.append(loud[-1])
+        lengths.append(len(_pcm(Path(result.path))) / 16000)
+    assert onsets == pytest.approx([0.6, 0.4, 0.8], abs=0.03)  # 5 frames at 25 fps: 0.2 s
+    assert ends == pytest.approx([3.6, 3.4, 3.8], abs=0.03)
+    assert lengths == pytest.approx([4.0] * 3, abs=0.07)
+
+
 def test_clips_are_cut_in_groups_and_reused_on_rerun(tmp_path: Path) -> None:
     src = make_video(tmp_path / "long.mp4", 20.0)
     facts, _ = probe(src, IngestConfig())

@@ -16,8 +16,6 @@ from pathlib import Path
 
 from tasks.catalog import Catalog
 from tasks.config import CurateConfig
-from tasks.curation.analysis.sync import shift_audio
-from tasks.curation.clipmedia import read_audio
 from tasks.curation.standardize import standardize
 from tasks.curation.verdict import early_rejection, is_written, judge, sync_is_confident
 from tasks.records import ClipPlan, Probe, Reason
@@ -68,7 +66,9 @@ def recut(workdir: Path, config: CurateConfig) -> RecutSummary:
             on_disk = bool(row["path"]) and Path(row["path"]).is_file()
             if is_written(reason, config.standardize.write_rejected) and not on_disk:
                 offset = offsets.get(row["source_id"], 0.0)
-                plan = ClipPlan(row["clip_id"], 0, 0, row["start_s"], row["end_s"], offset_s=offset)
+                shift = int(metrics.get("sync_shifted_frames", 0))  # applied by the cut
+                plan = ClipPlan(row["clip_id"], 0, 0, row["start_s"], row["end_s"], offset_s=offset,
+                                audio_shift_frames=shift)
                 to_cut.setdefault(row["source_id"], []).append((plan, metrics))
         for source_id, wanted in to_cut.items():
             source = sources.get(source_id)
@@ -82,9 +82,6 @@ def recut(workdir: Path, config: CurateConfig) -> RecutSummary:
                 if result.path is None:
                     summary.failed.append(f"{plan.clip_id}: {result.detail}")
                     continue
-                if shift := metrics.get("sync_shifted_frames"):
-                    rate, fps = config.standardize.audio_rate, config.standardize.fps
-                    shift_audio(Path(result.path), read_audio(result.path, rate), rate, shift, fps)
                 catalog.record_clip_path(plan.clip_id, result.path)
                 summary.written += 1
     return summary

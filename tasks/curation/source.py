@@ -18,11 +18,8 @@ from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from tasks.config import CurateConfig
 from tasks.curation.analysis.analyze import analyze_media
-from tasks.curation.analysis.sync import shift_audio
 from tasks.curation.clipmedia import ClipMedia
 from tasks.curation.probe import probe
 from tasks.curation.split import detect_cut_frames, plan_clips, shots_from_cuts
@@ -80,7 +77,6 @@ def analyze_and_cut(
     wall time per stage (decode, faces, ..., encode)."""
     results: dict[str, ClipResult] = {}
     kept: list[ClipPlan] = []
-    audio_to_shift: dict[str, tuple[np.ndarray, int]] = {}
     width, height = standard_size(facts, config.standardize)
     todo = [p for p in plans if p.rejected is None]
     for plan in plans:
@@ -103,19 +99,14 @@ def analyze_and_cut(
                 seconds[stage] = seconds.get(stage, 0.0) + spent
             metrics = {**_facts(plan, width, height, config), **analysis.metrics}
             results[plan.clip_id] = ClipResult(plan, None, int(metrics["n_frames"]), analysis.rejected, "", metrics)
-            if is_written(analysis.rejected, config.standardize.write_rejected):
-                kept.append(plan)
-                if analysis.metrics.get("sync_shifted_frames"):
-                    audio_to_shift[plan.clip_id] = (media.audio, analysis.metrics["sync_shifted_frames"])
+            if is_written(analysis.rejected, config.standardize.write_rejected):  # cut with its sync offset applied
+                kept.append(replace(plan, audio_shift_frames=int(analysis.metrics.get("sync_shifted_frames", 0))))
     started = time.perf_counter()
     for written in standardize(source, source_id, facts, kept, workdir, config.standardize):
         analysed = results[written.plan.clip_id]
         if written.path is None:  # the encode failed: the clip is lost to that, whatever analysis said
             results[written.plan.clip_id] = replace(analysed, rejected=written.rejected, detail=written.detail)
             continue
-        if written.plan.clip_id in audio_to_shift:
-            audio, frames = audio_to_shift[written.plan.clip_id]
-            shift_audio(Path(written.path), audio, config.standardize.audio_rate, frames, config.standardize.fps)
         metrics = {**analysed.metrics, **written.metrics}
         results[written.plan.clip_id] = replace(analysed, path=written.path, metrics=metrics)
     seconds["encode"] = seconds.get("encode", 0.0) + time.perf_counter() - started

@@ -80,13 +80,24 @@ def _cut_graph(probe: Probe, plans: Sequence[ClipPlan], config: StandardizeConfi
             f"{video_tail}[ov{i}]"
         )
         if probe.has_audio:
-            graph.append(
-                f"[a{i}]atrim=start={s:.6f},asetpts=PTS-STARTPTS,apad=whole_len={samples},"
-                f"atrim=end_sample={samples}[oa{i}]"
-            )
+            graph.append(f"[a{i}]atrim=start={s:.6f},asetpts=PTS-STARTPTS,{_shifted(plan, fps, rate, samples)}[oa{i}]")
         else:  # silent track, so every standard clip has the same streams
             graph.append(f"anullsrc=r={rate}:cl=mono,atrim=end_sample={samples}[oa{i}]")
     return ";".join(graph)
+
+
+def _shifted(plan: ClipPlan, fps: float, rate: int, samples: int) -> str:
+    """The audio chain's end: `plan.audio_shift_frames` applied (audio moved earlier by dropping its
+    first samples, later by leading silence), then padded with silence and cut to `samples`, so a
+    shifted clip keeps its length and its one AAC encode."""
+    shift = int(round(plan.audio_shift_frames / fps * rate))
+    if shift > 0:  # audio late against the mouth: start it later in the source, end it where the clip ends
+        moved = f"atrim=start_sample={shift},asetpts=PTS-STARTPTS,atrim=end_sample={max(0, samples - shift)},"
+    elif shift < 0:
+        moved = f"adelay=delays={-shift}S:all=1,"
+    else:
+        moved = ""
+    return f"{moved}apad=whole_len={samples},atrim=end_sample={samples}"
 
 
 def _input(source: Path, seek: float) -> list[str]:
