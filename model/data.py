@@ -22,6 +22,16 @@ def check_frame_rate(shards: str, fps: float) -> None:
                          f"compose.fps: {fps:g} or set model.fps: {made:g}")  # fmt: skip
 
 
+def check_frame_count(shards: str, frames: int) -> None:
+    """Refuse a shard set whose samples are shorter than the training window `data.frames`
+    (longer ones give a window of it). Sets without a recorded length pass; the reader checks
+    each sample too."""
+    made = read_index(shards).get("compose", {}).get("frames")
+    if made is not None and int(made) < frames:
+        raise ValueError(f"{shards}: samples are {made} frames but data.frames is {frames}; rebuild the shards with "
+                         f"compose.frames: {frames} or set data.frames: {made}")  # fmt: skip
+
+
 class KindFilter:
     def __init__(self, kinds: tuple[str, ...]) -> None:
         self.kinds = kinds
@@ -36,7 +46,8 @@ class ShardDataModule(L.LightningDataModule):
         self.shards, self.config, self.batches_per_epoch = shards, config, batches_per_epoch
         self.reader = ReaderConfig(
             height=config.height, width=config.width, latent_grid=(config.height // 8 // patch[0], config.width // 8 // patch[1]),
-            shuffle_buffer=config.shuffle_buffer, stage=config.stage, seed=config.seed,
+            shuffle_buffer=config.shuffle_buffer, stage=config.stage, seed=config.seed, frames=config.frames,
+            random_window=True,
         )  # fmt: skip
 
     def _dataset(self, kinds: tuple[str, ...] | None):
@@ -54,7 +65,8 @@ class ShardDataModule(L.LightningDataModule):
     def val_dataloader(self) -> wds.WebLoader:
         """The whole val split, in order, on every rank (no node split, no shuffle): each rank
         computes the same fixed-seed loss, so no rank waits on another with fewer batches."""
-        reader = ReaderConfig(**{**self.reader.__dict__, "shuffle_buffer": 0, "shardshuffle": False, "seed": 0})
+        reader = ReaderConfig(**{**self.reader.__dict__, "shuffle_buffer": 0, "shardshuffle": False, "seed": 0,
+                                 "random_window": False})  # fmt: skip
         dataset = make_dataset(shard_urls(self.shards, "val"), reader, split_nodes=False)
         return wds.WebLoader(dataset, batch_size=self.config.batch_size, num_workers=0, collate_fn=collate)
 

@@ -20,14 +20,14 @@ import io
 import json
 import os
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import fsspec
 import numpy as np
 import torch
 import webdataset as wds
 
-from shards.schema import from_members
+from shards.schema import Sample, SchemaError, from_members
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class ReaderConfig:
     stage: int | None = None  # keep only this stage's samples
     skip_encoded_video: bool = True  # samples with stored latents: decode only the first frame
     seed: int = 0
+    frames: int | None = None  # a window of this many frames from each sample (None: all of it)
+    random_window: bool = False  # where the window starts: drawn per sample (training), else frame 0
 
 
 def face_masks(
@@ -67,6 +69,15 @@ def face_masks(
     return masks
 
 
+def window(sample: Sample, start: int, end: int) -> Sample:
+    """Frames [start, end) of a sample with their boxes and audio (the video may hold only the
+    first `end` frames already: the decoder stops there)."""
+    a0 = round(start / sample.fps * sample.audio_rate)
+    a1 = a0 + round((end - start) / sample.fps * sample.audio_rate)
+    return replace(sample, video=sample.video[start:end], boxes=sample.boxes[:, start:end],
+                   audio=[track[a0:a1] for track in sample.audio])  # fmt: skip
+
+
 def _resize_face(face: np.ndarray, size: int) -> np.ndarray:
     import cv2
 
@@ -89,11 +100,30 @@ class DecodeSample:
             self._rng = np.random.default_rng([self.config.seed, rank, info.id if info else 0])
         return self._rng
 
+    def _window_start(self, key: str, meta: dict, encoded: bool) -> int:
+        """The first frame of the training window. Stored latents fix their own length, so an
+        encoded sample must already be the window's length."""
+        c, total = self.config, int(meta["n_frames"])
+        if c.frames is None:
+            return 0
+        if encoded:
+            if total != c.frames:
+                raise SchemaError(f"{key}: encoded at {total} frames, the reader wants {c.frames}: "
+                                  f"encode the set again with data.frames: {c.frames}")  # fmt: skip
+            return 0
+        if total < c.frames:
+            raise SchemaError(f"{key}: {total} frames, fewer than the {c.frames} the reader wants")
+        return int(self._generator().integers(0, total - c.frames + 1)) if c.random_window else 0
+
     def __call__(self, raw: dict) -> dict:
         c = self.config
         members = {k: v for k, v in raw.items() if not k.startswith("__")}
         encoded = c.skip_encoded_video and "latents.npy" in members
-        sample = from_members(raw["__key__"], members, size=(c.height, c.width), frames=1 if encoded else None)
+        start = self._window_start(raw["__key__"], json.loads(members["meta.json"]), encoded)
+        end = start + c.frames if c.frames and not encoded else None
+        sample = from_members(raw["__key__"], members, size=(c.height, c.width), frames=1 if encoded else end)
+        if end is not None:
+            sample = window(sample, start, end)
         rng = self._generator()
         n = sample.n_identities
         masks = face_masks(

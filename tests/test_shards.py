@@ -17,7 +17,7 @@ import torch
 from conftest import published_events
 
 from shards.reader import ReaderConfig, collate, face_masks, make_dataset
-from shards.schema import Sample, member_names
+from shards.schema import Sample, SchemaError, member_names, to_members
 from shards.writer import ShardWriter, complete_shards, read_index, shard_urls, write_index
 from tasks.config import ComposeConfig, CurateConfig
 from tasks.dataset.clip_library import load_library
@@ -186,6 +186,56 @@ def test_reader_two_nodes_two_workers_reads_every_sample_once(real_frames: np.nd
     assert len(complete_shards(str(out))) == 7
     keys = _read_keys(out, 0, 2, 2) + _read_keys(out, 1, 2, 2)
     assert sorted(keys) == [f"r{k:02d}" for k in range(14)]
+
+
+def test_reader_takes_a_window_of_data_frames_with_its_own_audio_and_boxes(real_frames: np.ndarray,
+                                                                          tmp_path: Path) -> None:  # fmt: skip
+    """`data.frames` shorter than the samples: each sample gives a window of that many frames,
+    drawn anywhere in training and at frame 0 for validation, with the audio and boxes of the
+    same frames; a sample shorter than the window is refused with the reason."""
+    from shards.reader import DecodeSample
+
+    sample = _tiny_sample("w00", real_frames, 2, "p0")
+    t = len(real_frames)
+    sample.audio = [np.repeat(np.arange(t, dtype=np.float32) / 100, 16000 // 25)] * 2  # each frame's index, as audio
+    sample.boxes[:, :, 0] = np.arange(t, dtype=np.float32)  # and in the boxes' left edges
+    raw = {"__key__": "w00", **to_members(sample)}
+    full = DecodeSample(ReaderConfig(height=64, width=64, latent_grid=(4, 4)))(raw)
+    starts = set()
+    for seed in range(12):
+        got = DecodeSample(ReaderConfig(height=64, width=64, latent_grid=(4, 4), frames=5, random_window=True,
+                                        seed=seed))(raw)  # fmt: skip
+        start = int(got["boxes"][0, 0, 0])
+        starts.add(start)
+        assert got["video"].shape[0] == 5 and got["boxes"].shape == (2, 5, 4)
+        assert torch.equal(got["video"], full["video"][start : start + 5])
+        assert got["boxes"][0, :, 0].tolist() == list(range(start, start + 5))
+        assert got["audio"].shape == (2, 5 * 16000 // 25)
+        frame_of_audio = np.round(got["audio"][0, :: 16000 // 25].numpy() * 100).astype(int)
+        assert frame_of_audio.tolist() == list(range(start, start + 5))
+    assert len(starts) > 2 and starts <= set(range(t - 4))
+    first = DecodeSample(ReaderConfig(height=64, width=64, latent_grid=(4, 4), frames=5))(raw)
+    assert first["boxes"][0, :, 0].tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(SchemaError, match=f"{t} frames, fewer than the {t + 4}"):
+        DecodeSample(ReaderConfig(height=64, width=64, latent_grid=(4, 4), frames=t + 4))(raw)
+
+
+def test_training_refuses_shards_shorter_than_its_window(tmp_path: Path) -> None:
+    """`anytalker train` with data.frames longer than the set's samples: a clear error, exit 2."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "set"
+    with ShardWriter(str(out)) as writer:
+        writer.write(_tiny_sample("s00", np.zeros((9, 64, 64, 3), np.uint8), 1, "p0"), "train")
+    write_index(str(out), {"compose": {"frames": 9, "fps": 24.0}})
+    config = tmp_path / "run.yaml"
+    config.write_text((Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml").read_text()
+                      .replace("frames: 9", "frames: 17"))  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "anytalker", "train", "--shards", str(out), "--config", str(config),
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "samples are 9 frames but data.frames is 17" in done.stderr and "Traceback" not in done.stderr
 
 
 @pytest.mark.slow
