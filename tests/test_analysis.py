@@ -18,7 +18,7 @@ from conftest import SHARED, ffmpeg
 from tasks.config import CurateConfig, SpeechConfig
 from tasks.curation.analysis.analyze import analyze_clip
 from tasks.curation.analysis.faces import analyze_faces, resolve_face_models
-from tasks.curation.analysis.landmarks import Landmarks, analyze_landmarks, lip_motion, resolve_landmarker
+from tasks.curation.analysis.landmarks import Landmarks, lip_motion
 from tasks.curation.analysis.phones import align_phones
 from tasks.curation.analysis.speech import speech_worker
 from tasks.curation.analysis.sync import estimate_offset, shift_audio, syncnet_offset
@@ -93,9 +93,13 @@ def test_verdicts_on_shared_footage(shared_curated: Path, shared_videos: Path, t
     assert min(speaking.values()) >= 0.9  # measured: 0.99-1.00
 
 
-def test_a_voice_that_is_not_the_face_is_rejected(shared_videos: Path, shared_models: Path, tmp_path: Path) -> None:
+def test_a_voice_that_is_not_the_face_is_rejected(shared_curated: Path, shared_videos: Path, shared_models: Path,
+                                                  tmp_path: Path) -> None:  # fmt: skip
     """Light-ASD: a voice over a face that does not speak (a listener, a photo) is
-    `not_the_speaker`; the same voice with its own talking face is kept."""
+    `not_the_speaker`; the same voice with its own talking face is kept (as the session's
+    curate run of ../shared/data judged it)."""
+    from tasks.catalog import Catalog
+
     voice = shared_videos / "PC-AVS__Input_00098.mp4"
     listener = tmp_path / "listener.mp4"  # LivePortrait d3: a face that moves but does not talk
     ffmpeg("-i", str(shared_videos / "LivePortrait__d3.mp4"), "-i", str(voice), "-map", "0:v", "-map", "1:a",
@@ -103,9 +107,11 @@ def test_a_voice_that_is_not_the_face_is_rejected(shared_videos: Path, shared_mo
            str(listener))  # fmt: skip
     still = _standard_clip(voice, tmp_path / "still.mp4", "-vf", "select=eq(n\\,0),loop=245:1:0,setpts=N/25/TB")
     config = CurateConfig()
-    found, metrics = {}, {}
-    for name, clip in (("talking", _standard_clip(voice, tmp_path / "talking.mp4")), ("listener", listener),
-                       ("photo", still)):  # fmt: skip
+    with Catalog(shared_curated) as catalog:
+        (talking,) = [i for i in catalog.report()["items"] if Path(i["source"]).stem == voice.stem]
+    found = {"talking": (talking["reason"], talking["metrics"].get("face_speaking"))}
+    metrics = {"talking": talking["metrics"]}
+    for name, clip in (("listener", listener), ("photo", still)):
         result = analyze_clip(clip, "s", name, tmp_path / "w", config)
         found[name] = (result.rejected, result.metrics.get("face_speaking"))
         metrics[name] = result.metrics
@@ -124,23 +130,29 @@ def test_a_voice_that_is_not_the_face_is_rejected(shared_videos: Path, shared_mo
 
 
 @pytest.fixture(scope="module")
-def shifted_estimates(shared_videos: Path, shared_models: Path, tmp_path_factory) -> dict[str, dict]:
+def shifted_estimates(shared_curated: Path, tmp_path_factory) -> dict[str, dict]:
     """Per talking clip, the weight-free estimate's metrics for its audio moved by each shift, and
     (key "null") for its mouth against the next clip's audio.
 
-    Each copy is the standard clip re-muxed with its audio moved by whole frames (zeros fill the
-    gap, AAC again); faces, landmarks and the transcript are found once per clip, and the
+    Each clip is the standard clip curation wrote (the session's shared_curated run), with the
+    landmarks and transcript its analysis kept in the clip's sidecar; each copy is that clip
+    re-muxed with its audio moved by whole frames (zeros fill the gap, AAC again), and the
     transcript is aligned to each copy's own audio, as curation does.
     """
+    from tasks.catalog import Catalog
+
     tmp = tmp_path_factory.mktemp("shifted")
-    worker = speech_worker(SpeechConfig())
+    with Catalog(shared_curated) as catalog:
+        accepted = {Path(i["source"]).stem: i for i in catalog.report()["items"] if i["verdict"] == "accepted"}
     out, clips = {}, []
     for name in TALKING:
-        clip = _standard_clip(shared_videos / f"{name}.mp4", tmp / f"{name}.mp4")
+        item = accepted[name]
+        clip = Path(item["metrics"]["path"])
         media = read_clip(clip)
-        faces = analyze_faces(media, resolve_face_models(""), 5, 0.3)
-        landmarks = analyze_landmarks(media, faces.boxes, resolve_landmarker(""))
-        transcript = worker.analyze_audio(media.audio).transcript
+        sidecar = next((shared_curated / "analysis").rglob(f"{item['clip']}.npz"))
+        arrays = np.load(sidecar)
+        landmarks = Landmarks(*(arrays[f.name] for f in fields(Landmarks)))
+        transcript = json.loads(sidecar.with_suffix(".json").read_text())["transcript"]
         clips.append((media, landmarks, transcript))
         out[name] = {}
         for shift in SHIFTS:
