@@ -15,7 +15,7 @@ from pathlib import Path
 
 from anytalker.local_prefect import LocalServer, deploy_all, ensure_work_pool, start_worker, stop_process
 
-DEMO_TRAIN = {"config_path": "configs/tiny.yaml", "max_steps": 30, "workers": 2}
+DEMO_TRAIN = {"config_path": "configs/tiny.yaml", "max_steps": 10, "workers": 2}
 # The tiny model generates small videos in a few steps: the chain, not the picture, is the demo.
 DEMO_EVALUATE = "steps: 4\nmax_area: 8192\n"
 

@@ -82,6 +82,15 @@ def shared_curated(prefect_server, shared_videos: Path, shared_models: Path, tmp
     return work
 
 
+@pytest.fixture(scope="session")
+def demo_media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's synthetic media (anytalker/demo_media.py): four talkers, a silent clip, two
+    faces, a hard cut and a text file named .mp4."""
+    from anytalker.demo_media import make_demo_media
+
+    return make_demo_media(tmp_path_factory.mktemp("demo") / "media")
+
+
 def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
 

@@ -14,7 +14,8 @@ import pytest
 
 from anytalker import local_ray
 
-VIDEOS = {"PC-AVS__Input_00098.mp4": "accepted", "LivePortrait__d3.mp4": "no_speech", "avobjects__demo.mp4": "multi_face"}
+# The demo's synthetic media: what its curate deployment judges them (tests/test_demo.py)
+VIDEOS = {"synthetic_talker_a.mp4": "accepted", "synthetic_silent.mp4": "no_speech", "synthetic_two_faces.mp4": "multi_face"}
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def ray_head() -> tuple[str, str]:
 
 
 @pytest.mark.slow
-def test_curate_runs_its_tasks_on_a_ray_cluster(prefect_server, shared_videos: Path, shared_models: Path,
+def test_curate_runs_its_tasks_on_a_ray_cluster(prefect_server, demo_media: Path, shared_models: Path,
                                                 ray_head: tuple[str, str], tmp_path: Path) -> None:  # fmt: skip
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
@@ -40,14 +41,14 @@ def test_curate_runs_its_tasks_on_a_ray_cluster(prefect_server, shared_videos: P
     env.pop("RAY_ADDRESS", None)
     started = time.time()
     done = subprocess.run(
-        [sys.executable, "-m", "anytalker", "curate", *(str(shared_videos / v) for v in VIDEOS), "-w", str(work),
+        [sys.executable, "-m", "anytalker", "curate", *(str(demo_media / v) for v in VIDEOS), "-w", str(work),
          "--config", str(config)],
         env=env, capture_output=True, text=True, timeout=1500,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"Connecting to an existing Ray instance at {address}" in done.stdout + done.stderr
 
-    # the same verdicts as a local run (tests/test_analysis.py holds these clips' figures)
+    # the same verdicts as the demo's local run
     report = subprocess.run([sys.executable, "-m", "anytalker", "report", str(work), "--json"],
                             capture_output=True, text=True, check=True)  # fmt: skip
     verdicts = {Path(i["source"]).name: i["reason"] or i["verdict"] for i in json.loads(report.stdout)["items"]}

@@ -67,11 +67,14 @@ def test_interactivity_of_a_real_benchmark_clip_beats_its_frozen_copy(bench, int
 
 
 def test_interactivity_is_minus_one_when_a_frame_lacks_a_face(shared_videos: Path, shared_models: Path) -> None:
+    from tasks.curation.clipmedia import read_clip
+    from tasks.evaluation.face_frames import detect_frames
     from tasks.evaluation.interactivity import interactivity
 
-    media, faces = _faces(shared_videos / "PC-AVS__Input_00098.mp4", 2)
-    result = interactivity(media.frames[:50], media.fps, type(faces)(faces.boxes[:50], faces.kps[:50], faces.counts[:50]),
-                           [[], []], LANDMARKER)  # fmt: skip
+    media = read_clip(shared_videos / "PC-AVS__Input_00098.mp4", max_side=4096)
+    frames = media.frames[:50]
+    result = interactivity(frames, media.fps, detect_frames(frames, 2, os.environ["ANYTALKER_FACE_MODELS"]), [[], []],
+                           LANDMARKER)  # fmt: skip
     assert result.score == -1 and "faces, not 2" in result.reason
 
 
@@ -141,13 +144,16 @@ def test_who_speaks_follows_the_voices_and_drops_when_they_are_swapped(bench, in
 
 
 def test_identity_similarity_same_person_beats_different_people(shared_videos: Path, shared_models: Path) -> None:
+    from tasks.curation.clipmedia import read_clip
+    from tasks.evaluation.face_frames import detect_frames
     from tasks.evaluation.face_identity import embed_face
 
     embeddings = {}
     for name in ("PC-AVS__Input_00002", "PC-AVS__Pose_Source_517600055", "PC-AVS__Input_00098"):
-        media, faces = _faces(shared_videos / f"{name}.mp4", 1)
+        frames = read_clip(shared_videos / f"{name}.mp4", max_side=4096).frames[:5]  # the first face is enough
+        faces = detect_frames(frames, 1, os.environ["ANYTALKER_FACE_MODELS"])
         t = int(np.flatnonzero(~np.isnan(faces.kps[:, 0, 0, 0]))[0])
-        embeddings[name] = embed_face(media.frames[t], faces.kps[t, 0], ARCFACE)
+        embeddings[name] = embed_face(frames[t], faces.kps[t, 0], ARCFACE)
     same = float(embeddings["PC-AVS__Input_00002"] @ embeddings["PC-AVS__Pose_Source_517600055"])
     different = float(embeddings["PC-AVS__Input_00002"] @ embeddings["PC-AVS__Input_00098"])
     print(f"identity similarity: same person {same:.3f}, different people {different:.3f}")
