@@ -473,7 +473,7 @@ def generate(
 ) -> None:
     """Generate talking videos with a model folder (Prefect flow `generate`); existing outputs are skipped."""
     from model.config import read_model_config
-    from tasks.evaluation.generation_inputs import GenerationInputError, read_batch
+    from tasks.evaluation.generation_inputs import GenerationInputError, load_image, load_track, read_batch
 
     if audio_mode not in ("pad", "concat"):
         raise _fail(ValueError(f"--audio-mode is pad or concat, got {audio_mode!r}"))
@@ -483,6 +483,10 @@ def generate(
             read_batch(input_json)
         elif image is None or not audio:
             raise GenerationInputError("give INPUT_JSON, or --image and at least one --audio")
+        else:  # one clip: its files are read before a flow starts (a batch reports them per entry)
+            load_image(image)
+            for track in audio:
+                load_track(track)
     except (ValueError, GenerationInputError) as exc:
         raise _fail(exc) from None
     out = out.resolve()
