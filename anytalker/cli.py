@@ -252,13 +252,12 @@ def train(
         raise typer.Exit(2)
     try:
         run_config = load_run_config(config)
-        from model.data import check_frame_count, check_frame_rate
+        from model.data import check_shard_set
         from shards.writer import shard_urls
 
         if not shard_urls(shards, "train"):
             raise ValueError(f"{shards}: no train shards in its index.json")
-        check_frame_rate(shards, run_config.model.fps)
-        check_frame_count(shards, run_config.data.frames)
+        check_shard_set(shards, run_config.model.fps, run_config.data.frames)
     except (ValueError, FileNotFoundError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None

@@ -13,23 +13,19 @@ from shards.reader import ReaderConfig, collate, make_dataset
 from shards.writer import read_index, shard_urls
 
 
-def check_frame_rate(shards: str, fps: float) -> None:
-    """Refuse a shard set rendered at another frame rate than the model's: it would learn motion
-    at the wrong speed and audio windows off by the ratio. Sets without a recorded rate pass."""
-    made = read_index(shards).get("compose", {}).get("fps")
-    if made is not None and abs(float(made) - fps) > 1e-6:
-        raise ValueError(f"{shards}: samples are {made:g} fps but model.fps is {fps:g}; rebuild the shards with "
-                         f"compose.fps: {fps:g} or set model.fps: {made:g}")  # fmt: skip
-
-
-def check_frame_count(shards: str, frames: int) -> None:
-    """Refuse a shard set whose samples are shorter than the training window `data.frames`
-    (longer ones give a window of it). Sets without a recorded length pass; the reader checks
-    each sample too."""
-    made = read_index(shards).get("compose", {}).get("frames")
-    if made is not None and int(made) < frames:
-        raise ValueError(f"{shards}: samples are {made} frames but data.frames is {frames}; rebuild the shards with "
-                         f"compose.frames: {frames} or set data.frames: {made}")  # fmt: skip
+def check_shard_set(shards: str, fps: float, frames: int) -> None:
+    """Refuse a shard set the model cannot train on, before anything starts: samples rendered at
+    another frame rate than `model.fps` (motion at the wrong speed, audio windows off by the
+    ratio), or shorter than the training window `data.frames` (longer ones give a window of it).
+    What the index does not record passes; the reader checks each sample's length too."""
+    compose = read_index(shards).get("compose", {})
+    made_fps, made_frames = compose.get("fps"), compose.get("frames")
+    if made_fps is not None and abs(float(made_fps) - fps) > 1e-6:
+        raise ValueError(f"{shards}: samples are {made_fps:g} fps but model.fps is {fps:g}; rebuild the shards with "
+                         f"compose.fps: {fps:g} or set model.fps: {made_fps:g}")  # fmt: skip
+    if made_frames is not None and int(made_frames) < frames:
+        raise ValueError(f"{shards}: samples are {made_frames} frames but data.frames is {frames}; rebuild the shards "
+                         f"with compose.frames: {frames} or set data.frames: {made_frames}")  # fmt: skip
 
 
 class KindFilter:

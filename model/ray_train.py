@@ -94,11 +94,10 @@ def launch(
     from ray.train.torch import TorchTrainer
 
     from model.config import load_run_config
-    from model.data import check_frame_count, check_frame_rate
+    from model.data import check_shard_set
 
     config = load_run_config(config_path)
-    check_frame_rate(shards, config.model.fps)
-    check_frame_count(shards, config.data.frames)
+    check_shard_set(shards, config.model.fps, config.data.frames)
     run = Path(out).resolve()
     run.mkdir(parents=True, exist_ok=True)
     resume = latest_checkpoint(run)
