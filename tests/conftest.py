@@ -82,6 +82,18 @@ def shared_curated(prefect_server, shared_videos: Path, shared_models: Path, tmp
     return work
 
 
+def curated_items(work: Path) -> dict[str, list[dict]]:
+    """A curate run's catalog items by source file stem, in catalog order (tests read the
+    session's shared_curated run through it instead of analysing its clips again)."""
+    from tasks.catalog import Catalog
+
+    by_stem: dict[str, list[dict]] = {}
+    with Catalog(work) as catalog:
+        for item in catalog.report()["items"]:
+            by_stem.setdefault(Path(item["source"]).stem, []).append(item)
+    return by_stem
+
+
 @pytest.fixture(scope="session")
 def demo_media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo's synthetic media (anytalker/demo_media.py): four talkers, a silent clip, two

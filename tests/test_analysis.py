@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED, ffmpeg
+from conftest import SHARED, curated_items, ffmpeg
 
 from tasks.config import CurateConfig, SpeechConfig
 from tasks.curation.analysis.analyze import analyze_clip
@@ -98,8 +98,6 @@ def test_a_voice_that_is_not_the_face_is_rejected(shared_curated: Path, shared_v
     """Light-ASD: a voice over a face that does not speak (a listener, a photo) is
     `not_the_speaker`; the same voice with its own talking face is kept (as the session's
     curate run of ../shared/data judged it)."""
-    from tasks.catalog import Catalog
-
     voice = shared_videos / "PC-AVS__Input_00098.mp4"
     listener = tmp_path / "listener.mp4"  # LivePortrait d3: a face that moves but does not talk
     ffmpeg("-i", str(shared_videos / "LivePortrait__d3.mp4"), "-i", str(voice), "-map", "0:v", "-map", "1:a",
@@ -107,8 +105,7 @@ def test_a_voice_that_is_not_the_face_is_rejected(shared_curated: Path, shared_v
            str(listener))  # fmt: skip
     still = _standard_clip(voice, tmp_path / "still.mp4", "-vf", "select=eq(n\\,0),loop=245:1:0,setpts=N/25/TB")
     config = CurateConfig()
-    with Catalog(shared_curated) as catalog:
-        (talking,) = [i for i in catalog.report()["items"] if Path(i["source"]).stem == voice.stem]
+    (talking,) = curated_items(shared_curated)[voice.stem]
     found = {"talking": (talking["reason"], talking["metrics"].get("face_speaking"))}
     metrics = {"talking": talking["metrics"]}
     for name, clip in (("listener", listener), ("photo", still)):
@@ -139,14 +136,11 @@ def shifted_estimates(shared_curated: Path, tmp_path_factory) -> dict[str, dict]
     re-muxed with its audio moved by whole frames (zeros fill the gap, AAC again), and the
     transcript is aligned to each copy's own audio, as curation does.
     """
-    from tasks.catalog import Catalog
-
     tmp = tmp_path_factory.mktemp("shifted")
-    with Catalog(shared_curated) as catalog:
-        accepted = {Path(i["source"]).stem: i for i in catalog.report()["items"] if i["verdict"] == "accepted"}
+    items = curated_items(shared_curated)
     out, clips = {}, []
     for name in TALKING:
-        item = accepted[name]
+        (item,) = items[name]  # each talking video is one accepted clip (test_verdicts_on_shared_footage)
         clip = Path(item["metrics"]["path"])
         media = read_clip(clip)
         sidecar = next((shared_curated / "analysis").rglob(f"{item['clip']}.npz"))

@@ -38,11 +38,15 @@ def frozen_11(bench: Path, tmp_path_factory) -> Path:
     return out
 
 
-def _faces(video: Path, n: int):
+def _faces(video: Path, n: int, first: int | None = None):
+    """The video and its N faces per frame; with `first`, only its first frames (both)."""
+    from dataclasses import replace
+
     from tasks.curation.clipmedia import read_clip
     from tasks.evaluation.face_frames import detect_frames
 
     media = read_clip(video, max_side=4096)
+    media = replace(media, frames=media.frames[:first])
     return media, detect_frames(media.frames, n, os.environ["ANYTALKER_FACE_MODELS"])
 
 
@@ -67,14 +71,10 @@ def test_interactivity_of_a_real_benchmark_clip_beats_its_frozen_copy(bench, int
 
 
 def test_interactivity_is_minus_one_when_a_frame_lacks_a_face(shared_videos: Path, shared_models: Path) -> None:
-    from tasks.curation.clipmedia import read_clip
-    from tasks.evaluation.face_frames import detect_frames
     from tasks.evaluation.interactivity import interactivity
 
-    media = read_clip(shared_videos / "PC-AVS__Input_00098.mp4", max_side=4096)
-    frames = media.frames[:50]
-    result = interactivity(frames, media.fps, detect_frames(frames, 2, os.environ["ANYTALKER_FACE_MODELS"]), [[], []],
-                           LANDMARKER)  # fmt: skip
+    media, faces = _faces(shared_videos / "PC-AVS__Input_00098.mp4", 2, first=50)
+    result = interactivity(media.frames, media.fps, faces, [[], []], LANDMARKER)
     assert result.score == -1 and "faces, not 2" in result.reason
 
 
@@ -144,16 +144,13 @@ def test_who_speaks_follows_the_voices_and_drops_when_they_are_swapped(bench, in
 
 
 def test_identity_similarity_same_person_beats_different_people(shared_videos: Path, shared_models: Path) -> None:
-    from tasks.curation.clipmedia import read_clip
-    from tasks.evaluation.face_frames import detect_frames
     from tasks.evaluation.face_identity import embed_face
 
     embeddings = {}
     for name in ("PC-AVS__Input_00002", "PC-AVS__Pose_Source_517600055", "PC-AVS__Input_00098"):
-        frames = read_clip(shared_videos / f"{name}.mp4", max_side=4096).frames[:5]  # the first face is enough
-        faces = detect_frames(frames, 1, os.environ["ANYTALKER_FACE_MODELS"])
+        media, faces = _faces(shared_videos / f"{name}.mp4", 1, first=5)  # the first face is enough
         t = int(np.flatnonzero(~np.isnan(faces.kps[:, 0, 0, 0]))[0])
-        embeddings[name] = embed_face(frames[t], faces.kps[t, 0], ARCFACE)
+        embeddings[name] = embed_face(media.frames[t], faces.kps[t, 0], ARCFACE)
     same = float(embeddings["PC-AVS__Input_00002"] @ embeddings["PC-AVS__Pose_Source_517600055"])
     different = float(embeddings["PC-AVS__Input_00002"] @ embeddings["PC-AVS__Input_00098"])
     print(f"identity similarity: same person {same:.3f}, different people {different:.3f}")

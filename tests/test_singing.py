@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED, ffmpeg
+from conftest import SHARED, curated_items, ffmpeg
 
 from tasks.config import CurateConfig, SpeechConfig
 from tasks.curation.analysis.analyze import analyze_clip
@@ -45,15 +45,12 @@ def test_held_notes_separate_singing_from_talk(song: Path, shared_curated: Path)
     """Real talk (JFK, a telephone dialogue, and the ten talking clips of ../shared/data as the
     session's curate run measured them) stays under max_held_pitch; the made song and MultiTalk's
     sung man's track (its lyrics: "please come back now") exceed it."""
-    from tasks.catalog import Catalog
-
     limit = CurateConfig().verdict.max_held_pitch
     talk = {p.stem: _held(p) for p in [AUDIO / "whisper__jfk.flac", AUDIO / "pyannote-audio__sample.wav"]}
     talking = ("PC-AVS__", "video-retalking__", "LivePortrait__d11")
-    with Catalog(shared_curated) as catalog:
-        for item in catalog.report()["items"]:
-            if Path(item["source"]).stem.startswith(talking):
-                talk[Path(item["source"]).stem] = item["metrics"].get("held_pitch")
+    for stem, (item, *_) in curated_items(shared_curated).items():
+        if stem.startswith(talking):
+            talk[stem] = item["metrics"].get("held_pitch")
     assert len(talk) == 12, sorted(talk)
     sung = {"espeak-ng song": _held(song), "MultiTalk man": _held(AUDIO / "MultiTalk__multi3_1-man.wav")}
     print("held_pitch, talk:", talk, "sung:", sung)
@@ -66,16 +63,13 @@ def test_a_song_over_a_talking_face_is_rejected_as_singing(song: Path, shared_cu
     """The song under a talking face passes the VAD and the ASR (speech ratio high, lyrics
     transcribed) and is rejected `singing`; the face with its own voice is accepted (as the
     session's curate run of ../shared/data judged it)."""
-    from tasks.catalog import Catalog
-
     face = shared_videos / "PC-AVS__Input_00098.mp4"
     dubbed = tmp_path / "sung.mp4"
     ffmpeg("-i", str(face), "-i", str(song), "-map", "0:v", "-map", "1:a", "-shortest", "-r", "25", "-c:v", "libx264",
            "-preset", "veryfast", "-c:a", "aac", "-ar", "16000", "-ac", "1", str(dubbed))  # fmt: skip
     config = CurateConfig()
     sung = analyze_clip(dubbed, "s", "sung", tmp_path / "w", config)
-    with Catalog(shared_curated) as catalog:
-        (talking,) = [i for i in catalog.report()["items"] if Path(i["source"]).stem == face.stem]
+    (talking,) = curated_items(shared_curated)[face.stem]
     print("sung:", sung.rejected, sung.metrics, "talking:", talking["reason"], talking["metrics"].get("held_pitch"))
     assert sung.metrics["speech_ratio"] >= config.verdict.min_speech_ratio  # the VAD takes it for speech
     assert sung.rejected is Reason.SINGING
