@@ -214,6 +214,29 @@ def test_lip_motion_bridges_missed_frames() -> None:
     assert np.isnan(lip_motion(np.full((4, 40, 2), np.nan, np.float32))).all()
 
 
+def test_faces_are_detected_at_the_frames_own_size(shared_videos: Path, shared_models: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """SCRFD runs on the padded frame at its own size (a multiple of 32, at most 640 on the long
+    side), not letterboxed into 640x640: a 224x224 clip is no longer enlarged 2.3x, and the face
+    it finds is the one the letterbox found, in the same place."""
+    from tasks.curation.analysis import faces
+
+    assert faces.detector_size(280, 280) == (288, 288)  # 224 px padded by an eighth: never enlarged
+    assert faces.detector_size(520, 800) == (640, 416)  # a 16:9 analysis frame, padded: no black rows
+    assert faces.detector_size(1300, 2000) == (640, 416)
+    media = read_clip(shared_videos / "PC-AVS__Pose_Source_00473.mp4")
+    model = resolve_face_models(CurateConfig().faces.model)
+    own, _ = faces.detect_samples(media, model, 5.0)
+    monkeypatch.setattr(faces, "detector_size", lambda height, width: (640, 640))
+    boxed, _ = faces.detect_samples(media, model, 5.0)
+    assert [len(s) for s in own] == [len(s) for s in boxed] == [1] * len(own)
+    height = np.median([s[0].height for s in boxed])
+    moved = max(float(np.abs(a[0].box - b[0].box).max()) for a, b in zip(own, boxed, strict=True))
+    cosine = min(float(a[0].embedding @ b[0].embedding) for a, b in zip(own, boxed, strict=True))
+    print(f"own size against letterbox: boxes within {moved:.1f} px of {height:.0f} px, cosine >= {cosine:.3f}")
+    assert moved < 0.08 * height and cosine > 0.9
+
+
 def test_shifted_copy_is_rejected_or_realigned(shared_videos: Path, shared_models: Path, tmp_path: Path) -> None:
     src = shared_videos / "PC-AVS__Audio_Source_00015.mp4"
     shifted = _standard_clip(src, tmp_path / "late.mp4", "-af", "adelay=400:all=1")  # audio 10 frames late

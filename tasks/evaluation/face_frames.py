@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from tasks.curation.analysis.faces import face_analysis
+from tasks.curation.analysis.faces import detector_size, face_analysis
 
 
 @dataclass
@@ -36,9 +36,10 @@ def detect_frames(frames: np.ndarray, n: int, model: str, min_score: float = 0.5
     kps = np.full((t_total, n, 5, 2), np.nan, np.float32)
     counts = np.full(t_total, -1, np.int64)
     pad = max(frames.shape[1:3]) // 8
+    size = detector_size(frames.shape[1] + 2 * pad, frames.shape[2] + 2 * pad)
     for t in range(0, t_total, every):
         bgr = cv2.copyMakeBorder(np.ascontiguousarray(frames[t][..., ::-1]), pad, pad, pad, pad, cv2.BORDER_CONSTANT)
-        dets, points = detector.detect(bgr, max_num=0)
+        dets, points = detector.detect(bgr, input_size=size, max_num=0)
         keep = dets[:, 4] >= min_score
         dets, points = dets[keep], points[keep]
         counts[t] = len(dets)

@@ -20,6 +20,7 @@ from tasks.curation.clipmedia import ClipMedia
 from tasks.models import ModelsMissing, load_once, onnx_providers
 
 MODELS_ENV = "ANYTALKER_FACE_MODELS"
+DETECT_MAX_SIDE = 640  # SCRFD's input is at most this large (insightface's default det_size)
 
 
 def resolve_face_models(configured: str) -> str:
@@ -60,6 +61,8 @@ def _load_face_analysis(model: str, providers: list[str]):
         raise ModelsMissing(f"cannot load face models '{model}': {exc}. Set faces.model or {MODELS_ENV}.") from exc
     if "detection" not in app.models or "recognition" not in app.models:
         raise ModelsMissing(f"{model}: needs a face detector and a recognition model, found {sorted(app.models)}")
+    if not app.det_model.use_kps:
+        raise ModelsMissing(f"{model}: its face detector gives no keypoints; an SCRFD *_kps model is needed")
     app.prepare(ctx_id=0 if providers[0] == "CUDAExecutionProvider" else -1, det_size=(640, 640))
     return app
 
@@ -141,6 +144,19 @@ def sample_step(fps: float, sample_fps: float) -> int:
     return max(1, int(round(fps / sample_fps)))
 
 
+def detector_size(height: int, width: int) -> tuple[int, int]:
+    """SCRFD's input (width, height) for a frame: the frame's own size, shrunk to DETECT_MAX_SIDE on
+    its long side but never enlarged, each side rounded up to SCRFD's largest stride (32).
+
+    Why not insightface's fixed det_size: it letterboxes every frame into 640x640, so a 224x224 clip
+    was enlarged 2.3x before detection (5x the pixels, no more detail) and a 16:9 frame ran a third
+    of black rows; SCRFD is fully convolutional and takes any multiple of 32. A detector with a
+    fixed input (e.g. scrfd_500m) keeps its own size: insightface ignores this one then.
+    """
+    scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
+    return tuple(int(math.ceil(side * scale / 32) * 32) for side in (width, height))  # type: ignore[return-value]
+
+
 def detect_samples(
     media: ClipMedia, model: str, sample_fps: float, gpus: float = 0.0
 ) -> tuple[list[list[Detection]], list[int]]:
@@ -150,20 +166,23 @@ def detect_samples(
     frame's edge (close-ups, tight crops), measured on LivePortrait d3: 1 of 12 frames found
     unpadded, 12 of 12 padded.
     """
+    from insightface.app.common import Face
+
     app = face_analysis(model, gpus)
+    detector, recognition = app.det_model, app.models["recognition"]
     frames = list(range(0, len(media.frames), sample_step(media.fps, sample_fps)))
     pad = max(media.frames.shape[1:3]) // 8
+    size = detector_size(media.frames.shape[1] + 2 * pad, media.frames.shape[2] + 2 * pad)
     samples: list[list[Detection]] = []
     for s, f in enumerate(frames):
         bgr = cv2.copyMakeBorder(media.frames[f][..., ::-1], pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        faces = app.get(bgr)
-        samples.append(
-            [
-                Detection(s, f, (np.asarray(x.bbox) - pad) * media.scale, (np.asarray(x.kps) - pad) * media.scale,
-                          float(x.det_score), np.asarray(x.normed_embedding, dtype=np.float32))
-                for x in faces
-            ]
-        )  # fmt: skip
+        found = []
+        for row, kps in zip(*detector.detect(bgr, input_size=size), strict=True):
+            face = Face(bbox=row[:4], kps=kps, det_score=row[4])
+            recognition.get(bgr, face)  # aligns the crop on the keypoints and sets the embedding
+            found.append(Detection(s, f, (row[:4] - pad) * media.scale, (kps - pad) * media.scale, float(row[4]),
+                                   np.asarray(face.normed_embedding, dtype=np.float32)))  # fmt: skip
+        samples.append(found)
     return samples, frames
 
 
