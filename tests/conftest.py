@@ -63,6 +63,14 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
+def session_prefect_env(**extra: str) -> dict[str, str]:
+    """The environment for a CLI subprocess that reports to the session's Prefect server (under
+    `prefect_server`): a server of its own would cost each such run its start-up."""
+    from prefect.settings import PREFECT_API_URL
+
+    return {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), **extra}
+
+
 SHARED_CURATED = [
     "PC-AVS__Audio_Source_00015", "PC-AVS__Audio_Source_00373", "PC-AVS__Input_00002", "PC-AVS__Input_00098",
     "PC-AVS__Pose_Source_00473", "PC-AVS__Pose_Source_517600055", "PC-AVS__Pose_Source_731200067",

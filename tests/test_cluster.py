@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import session_prefect_env
 
 from anytalker import local_ray
 
@@ -30,14 +31,13 @@ def test_curate_runs_its_tasks_on_a_ray_cluster(prefect_server, demo_media: Path
                                                 ray_head: tuple[str, str], tmp_path: Path) -> None:  # fmt: skip
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
-    from prefect.settings import PREFECT_API_URL
     from ray.util.state import list_tasks
 
     address, dashboard = ray_head
     config = tmp_path / "cluster.yaml"
     config.write_text(f"cluster: {{ray_address: '{address}', acquire_cpus: 0.5, split_cpus: 1, analyze_cpus: 1}}\n")
     work = tmp_path / "work"
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), **local_ray.LOOPBACK_ENV}
+    env = session_prefect_env(**local_ray.LOOPBACK_ENV)
     env.pop("RAY_ADDRESS", None)
     started = time.time()
     done = subprocess.run(

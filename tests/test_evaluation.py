@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, SHARED, SHARED_MODELS, ffmpeg
+from conftest import ROOT, SHARED, SHARED_MODELS, ffmpeg, session_prefect_env
 
 BENCH = SHARED / "anytalker" / "benchmark"
 ASD = SHARED_MODELS / "lightasd_finetuning_TalkSet.model"
@@ -203,7 +203,7 @@ def short_bench(bench: Path, frozen_11: Path, tmp_path_factory) -> tuple[Path, P
 
 
 def _evaluate_cli(videos: Path, bench: Path, run: Path, runs: Path) -> subprocess.Popen:
-    env = {**os.environ, "ANYTALKER_IDENTITY_MODEL": str(ARCFACE), "ANYTALKER_LIGHT_ASD": str(ASD)}
+    env = session_prefect_env(ANYTALKER_IDENTITY_MODEL=str(ARCFACE), ANYTALKER_LIGHT_ASD=str(ASD))
     return subprocess.Popen([str(ROOT / ".venv" / "bin" / "anytalker"), "evaluate", str(videos), "--benchmark", str(bench),
                              "--run", str(run), "--runs-root", str(runs), "--step", "1", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)  # fmt: skip

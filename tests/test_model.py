@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import session_prefect_env
 
 from model.afca import AudioFaceKV, afca_loop, afca_packed
 from model.config import load_run_config
@@ -215,7 +216,8 @@ def tiny_shards(shared_curated: Path, tmp_path_factory) -> Path:
 
 
 def _train(shards: Path, out: Path, steps: int) -> subprocess.Popen:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    """`anytalker train` in its own process group, on the session's Prefect server."""
+    environ = session_prefect_env()
     return subprocess.Popen(
         [sys.executable, "-m", "anytalker", "train", "--shards", str(shards), "--config", str(TINY), "--out", str(out),
          "--workers", "2", "--max-steps", str(steps)],
