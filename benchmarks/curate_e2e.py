@@ -59,6 +59,12 @@ def run(videos: list[Path], work: Path, workers: int, every_metric: bool) -> tup
     return seconds, result["run"], verdict_table(items)
 
 
+def _baseline_env(tree: Path) -> dict[str, str]:
+    """The worktree has no environments of its own: it borrows this checkout's speech worker."""
+    speech = os.environ.get("ANYTALKER_SPEECH_PYTHON") or str(REPO / ".venv-speech" / "bin" / "python")
+    return {**os.environ, "PYTHONPATH": str(tree), "ANYTALKER_SPEECH_PYTHON": speech}
+
+
 def run_baseline(rev: str, videos: list[Path], work: Path) -> tuple[float, dict, dict]:
     """REV's curate flow on the same videos, from a git worktree, in its own process."""
     from tasks.catalog import Catalog
@@ -68,7 +74,7 @@ def run_baseline(rev: str, videos: list[Path], work: Path) -> tuple[float, dict,
                    capture_output=True)  # fmt: skip
     try:
         done = subprocess.run([sys.executable, "-c", BASELINE_RUN, json.dumps([str(v) for v in videos]), str(work)],
-                              cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True)  # fmt: skip
+                              cwd=tree, env=_baseline_env(tree), capture_output=True, text=True)  # fmt: skip
         lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         if done.returncode != 0 or not lines:
             raise SystemExit(f"the baseline run failed:\n{done.stderr[-3000:]}")
