@@ -154,7 +154,7 @@ def detector_size(height: int, width: int) -> tuple[int, int]:
     fixed input (e.g. scrfd_500m) keeps its own size: insightface ignores this one then.
     """
     scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
-    return tuple(int(math.ceil(side * scale / 32) * 32) for side in (width, height))  # type: ignore[return-value]
+    return math.ceil(width * scale / 32) * 32, math.ceil(height * scale / 32) * 32
 
 
 def detect_samples(
