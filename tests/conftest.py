@@ -53,6 +53,14 @@ def shared_videos() -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared_audio() -> Path:
+    audio = SHARED / "data" / "audio"
+    if not audio.is_dir():
+        pytest.skip(f"../shared/data is not here ({audio}); CI has it, a user's machine may not")
+    return audio
+
+
+@pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """One temporary Prefect server (SQLite in a temp PREFECT_HOME) for every flow test."""
     home = tmp_path_factory.mktemp("prefect-home")

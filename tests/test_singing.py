@@ -125,10 +125,10 @@ def test_held_notes_hold_under_an_accompaniment(song: Path, tmp_path: Path) -> N
     assert figures["talk over bed"][2] < limit and figures["talk over band"][2] < limit
 
 
-def test_phones_align_to_real_speech() -> None:
+def test_phones_align_to_real_speech(shared_audio: Path) -> None:
     """JFK's words force-aligned to phones: in order, inside the audio, the lips closed on the
     m of "my" and open on the aa of "not"; an empty or unknown transcript gives no phones."""
-    audio = read_audio(AUDIO / "whisper__jfk.flac")
+    audio = read_audio(shared_audio / "whisper__jfk.flac")
     text = "And so, my fellow Americans: ask not what your country can do for you, ask what you can do for your country."
     phones = align_phones(audio, text)
     assert phones is not None
