@@ -38,26 +38,26 @@ def _use_shared_models() -> None:
 _use_shared_models()
 
 
+def _shared_or_skip(path: Path, part: str, found: bool) -> Path:
+    if not found:
+        pytest.skip(f"../shared/{part} is not here ({path}); CI has it, a user's machine may not")
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_models() -> Path:
-    if not (SHARED_MODELS / "mobilefacenet.onnx").exists():
-        pytest.skip(f"../shared/models is not here ({SHARED_MODELS}); CI has it, a user's machine may not")
-    return SHARED_MODELS
+    return _shared_or_skip(SHARED_MODELS, "models", (SHARED_MODELS / "mobilefacenet.onnx").exists())
 
 
 @pytest.fixture(scope="session")
 def shared_videos() -> Path:
-    if not SHARED_VIDEOS.is_dir():
-        pytest.skip(f"../shared/data is not here ({SHARED_VIDEOS}); CI has it, a user's machine may not")
-    return SHARED_VIDEOS
+    return _shared_or_skip(SHARED_VIDEOS, "data", SHARED_VIDEOS.is_dir())
 
 
 @pytest.fixture(scope="session")
 def shared_audio() -> Path:
     audio = SHARED / "data" / "audio"
-    if not audio.is_dir():
-        pytest.skip(f"../shared/data is not here ({audio}); CI has it, a user's machine may not")
-    return audio
+    return _shared_or_skip(audio, "data", audio.is_dir())
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-from tasks.curation.analysis.faces import detector_size, face_analysis
+from tasks.curation.analysis.faces import face_analysis, padded_for_detection
 
 
 @dataclass
@@ -35,10 +34,8 @@ def detect_frames(frames: np.ndarray, n: int, model: str, min_score: float = 0.5
     boxes = np.full((t_total, n, 4), np.nan, np.float32)
     kps = np.full((t_total, n, 5, 2), np.nan, np.float32)
     counts = np.full(t_total, -1, np.int64)
-    pad = max(frames.shape[1:3]) // 8
-    size = detector_size(frames.shape[1] + 2 * pad, frames.shape[2] + 2 * pad)
     for t in range(0, t_total, every):
-        bgr = cv2.copyMakeBorder(np.ascontiguousarray(frames[t][..., ::-1]), pad, pad, pad, pad, cv2.BORDER_CONSTANT)
+        bgr, pad, size = padded_for_detection(frames[t])
         dets, points = detector.detect(bgr, input_size=size, max_num=0)
         keep = dets[:, 4] >= min_score
         dets, points = dets[keep], points[keep]

@@ -63,7 +63,8 @@ def _load_face_analysis(model: str, providers: list[str]):
         raise ModelsMissing(f"{model}: needs a face detector and a recognition model, found {sorted(app.models)}")
     if not app.det_model.use_kps:
         raise ModelsMissing(f"{model}: its face detector gives no keypoints; an SCRFD *_kps model is needed")
-    app.prepare(ctx_id=0 if providers[0] == "CUDAExecutionProvider" else -1, det_size=(640, 640))
+    app.prepare(ctx_id=0 if providers[0] == "CUDAExecutionProvider" else -1,
+                det_size=(DETECT_MAX_SIDE, DETECT_MAX_SIDE))  # fmt: skip
     return app
 
 
@@ -157,25 +158,29 @@ def detector_size(height: int, width: int) -> tuple[int, int]:
     return math.ceil(width * scale / 32) * 32, math.ceil(height * scale / 32) * 32
 
 
+def padded_for_detection(rgb: np.ndarray) -> tuple[np.ndarray, int, tuple[int, int]]:
+    """A frame as SCRFD is given it: BGR, padded by an eighth of its larger side with black (SCRFD
+    misses faces that touch the frame's edge: LivePortrait d3, 1 of 12 frames found unpadded, 12 of
+    12 padded), with the pad and the detector's input size for it (`detector_size`)."""
+    pad = max(rgb.shape[:2]) // 8
+    bgr = cv2.copyMakeBorder(np.ascontiguousarray(rgb[..., ::-1]), pad, pad, pad, pad, cv2.BORDER_CONSTANT,
+                             value=(0, 0, 0))  # fmt: skip
+    return bgr, pad, detector_size(*bgr.shape[:2])
+
+
 def detect_samples(
     media: ClipMedia, model: str, sample_fps: float, gpus: float = 0.0
 ) -> tuple[list[list[Detection]], list[int]]:
-    """Faces on frames sampled at `sample_fps`, in clip pixels.
-
-    Frames are padded by an eighth of their size first: SCRFD misses faces that touch the
-    frame's edge (close-ups, tight crops), measured on LivePortrait d3: 1 of 12 frames found
-    unpadded, 12 of 12 padded.
-    """
+    """Faces on frames sampled at `sample_fps`, in clip pixels (each frame padded first:
+    `padded_for_detection`)."""
     from insightface.app.common import Face
 
     app = face_analysis(model, gpus)
     detector, recognition = app.det_model, app.models["recognition"]
     frames = list(range(0, len(media.frames), sample_step(media.fps, sample_fps)))
-    pad = max(media.frames.shape[1:3]) // 8
-    size = detector_size(media.frames.shape[1] + 2 * pad, media.frames.shape[2] + 2 * pad)
     samples: list[list[Detection]] = []
     for s, f in enumerate(frames):
-        bgr = cv2.copyMakeBorder(media.frames[f][..., ::-1], pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        bgr, pad, size = padded_for_detection(media.frames[f])
         found = []
         for row, kps in zip(*detector.detect(bgr, input_size=size), strict=True):
             face = Face(bbox=row[:4], kps=kps, det_score=row[4])
