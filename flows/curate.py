@@ -22,13 +22,14 @@ from prefect.task_runners import TaskRunner
 from flows.events import curation_updated
 from flows.progress import RunProgress
 from flows.reporting import publish_curation_artifacts
-from flows.runners import check_cluster, resources, task_runner
+from flows.runners import check_cluster, resources, task_runner, task_threads
 from tasks.catalog import Catalog
 from tasks.config import CurateConfig, load_config
 from tasks.curation.analysis.analyze import ClipAnalysis, ClipFailure, analyze_clip, check_models
 from tasks.curation.ingest import acquire, expand_inputs
 from tasks.curation.scrape import Listing, host_of, list_url, with_retries
 from tasks.curation.source import curate_source
+from tasks.models import model_threads, threads_per_task
 from tasks.records import Acquired, InputItem, Reason, Rejected, Rejection, SourceResult
 from tasks.workdir import downloads_dir
 
@@ -60,14 +61,17 @@ def acquire_task(items: list[InputItem], workdir: Path, config: CurateConfig) ->
 
 
 @task(name="curate-source", tags=["split", "analyze"], persist_result=False)
-def source_task(batch: list[Acquired], workdir: Path, config: CurateConfig) -> list[SourceResult | Rejection]:
+def source_task(
+    batch: list[Acquired], workdir: Path, config: CurateConfig, threads: int
+) -> list[SourceResult | Rejection]:
     """Sources whole, one after another: their shots, the analysis of each clip, the encode of
-    the kept ones. A task run per source (or per batch of small ones) keeps Prefect's
-    bookkeeping per source, not per clip; an unexpected error costs only its source."""
+    the kept ones, the models on `threads` threads. A task run per source (or per batch of small
+    ones) keeps Prefect's bookkeeping per source, not per clip; an unexpected error costs only its source."""
     done: list[SourceResult | Rejection] = []
     for acquired in batch:
         try:
-            done.append(curate_source(acquired, workdir, config))
+            with model_threads(threads):
+                done.append(curate_source(acquired, workdir, config))
         except Rejected as exc:
             done.append(Rejection.of(exc))
         except Exception as exc:  # noqa: BLE001 - recorded as that source's internal_error
@@ -77,13 +81,16 @@ def source_task(batch: list[Acquired], workdir: Path, config: CurateConfig) -> l
 
 
 @task(name="analyze-clips", tags=["analyze"], persist_result=False)
-def analyze_task(clips: list[dict], workdir: Path, config: CurateConfig) -> list[ClipAnalysis | ClipFailure]:
+def analyze_task(
+    clips: list[dict], workdir: Path, config: CurateConfig, threads: int
+) -> list[ClipAnalysis | ClipFailure]:
     """Analyse a batch of clips written without analysis (by a run with `analyze: false`) in one
-    task run; an unexpected error costs only the clip it happened on."""
+    task run, the models on `threads` threads; an unexpected error costs only the clip it happened on."""
     done: list[ClipAnalysis | ClipFailure] = []
     for clip in clips:
         try:
-            done.append(analyze_clip(clip["path"], clip["source_id"], clip["clip_id"], workdir, config))
+            with model_threads(threads):
+                done.append(analyze_clip(clip["path"], clip["source_id"], clip["clip_id"], workdir, config))
         except Exception as exc:  # noqa: BLE001 - recorded as that clip's internal_error
             get_run_logger().error("analysis failed on clip %s: %r", clip["clip_id"], exc)
             done.append(ClipFailure(clip["clip_id"], f"{type(exc).__name__}: {exc}"))
@@ -107,7 +114,8 @@ def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> d
     catalog = Catalog(work)
     items = expand_inputs(inputs, config.ingest)
     if config.analyze:
-        check_models(config)  # one clear error up front if a model is missing, before any work
+        with model_threads(threads_per_task(config.workers)):  # the copies the local pool's tasks use
+            check_models(config)  # one clear error up front if a model is missing, before any work
     check_cluster(config.cluster)
     stats = {"inputs": len(items), "skipped_done": 0, "skipped_fetched": 0, "new_sources": 0, "new_clips": 0,
              "analyzed_clips": 0, "written_clips": 0, "listed": 0, "disk_budget": 0, "stage_seconds": {}}  # fmt: skip
@@ -152,9 +160,12 @@ def _split_new_sources(
     size = _batch_size(config, sum(len(items) for items in acquiring.values()))
     batch: list[Acquired] = []
 
+    threads = task_threads(runner, config.workers, _source_cpus(config))
+
     def submit(sources: list[Acquired]) -> None:
         with _source_resources(runner, config):
-            splitting[runner.submit(source_task, {"batch": sources, "workdir": work, "config": config})] = sources
+            job = {"batch": sources, "workdir": work, "config": config, "threads": threads}
+            splitting[runner.submit(source_task, job)] = sources
 
     for future, items in acquiring.items():
         outcomes = _outcome(future)
@@ -198,12 +209,17 @@ def _batch_size(config: CurateConfig, n: int) -> int:
     return max(1, min(config.cluster.sources_per_task, math.ceil(n / (2 * config.workers))))
 
 
-def _source_resources(runner: TaskRunner, config: CurateConfig):
-    """What one source's task asks Ray for: the larger of the split and analysis CPUs, and the
-    analysis GPUs when it analyses (the models then run on that GPU)."""
+def _source_cpus(config: CurateConfig) -> float:
+    """What one source's task asks Ray for: the larger of the split and analysis CPUs when it analyses."""
     if not config.analyze:
-        return resources(runner, config.cluster.split_cpus)
-    return resources(runner, max(config.cluster.split_cpus, config.cluster.analyze_cpus), config.cluster.analyze_gpus)
+        return config.cluster.split_cpus
+    return max(config.cluster.split_cpus, config.cluster.analyze_cpus)
+
+
+def _source_resources(runner: TaskRunner, config: CurateConfig):
+    """Ray resources of one source's task: `_source_cpus`, and the analysis GPUs when it analyses
+    (the models then run on that GPU)."""
+    return resources(runner, _source_cpus(config), config.cluster.analyze_gpus if config.analyze else 0.0)
 
 
 def _record_sources(
@@ -249,8 +265,10 @@ def _analyze_clips(
     pending = [dict(row) for row in catalog.clips_to_analyze()]
     size = max(1, min(config.cluster.analyze_batch, math.ceil(len(pending) / (2 * config.workers))))
     batches = [pending[i : i + size] for i in range(0, len(pending), size)]
+    threads = task_threads(runner, config.workers, config.cluster.analyze_cpus)
     with resources(runner, config.cluster.analyze_cpus, config.cluster.analyze_gpus):
-        futures = {runner.submit(analyze_task, {"clips": b, "workdir": work, "config": config}): b for b in batches}
+        futures = {runner.submit(analyze_task, {"clips": b, "workdir": work, "config": config, "threads": threads}): b
+                   for b in batches}  # fmt: skip
     for future in as_completed(list(futures)):
         results = _outcome(future)
         if isinstance(results, BaseException):

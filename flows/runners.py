@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from tasks.config import ClusterConfig
+from tasks.models import threads_per_task
 
 
 class ClusterError(ValueError):
@@ -62,6 +63,15 @@ def task_runner(cluster: ClusterConfig, workers: int) -> TaskRunner:
 
     init = {"runtime_env": {"env_vars": worker_environment()}, "log_to_driver": True}
     return RayTaskRunner(address=address, init_kwargs=init)
+
+
+def task_threads(runner: TaskRunner, workers: int, cpus: float) -> int:
+    """Threads for the models of one task (`tasks.models.model_threads`): on the local pool, the
+    cores over the `workers` tasks that share this process; on Ray, the CPUs the task asked for
+    (each task has a worker process of its own)."""
+    if isinstance(runner, ThreadPoolTaskRunner):
+        return threads_per_task(workers)
+    return max(1, int(cpus))
 
 
 @contextmanager

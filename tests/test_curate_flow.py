@@ -133,11 +133,12 @@ def test_an_analysis_batch_loses_only_its_bad_clip_and_a_faceless_clip_skips_spe
     faceless = make_video(tmp_path / "pattern.mp4", 2.0)
     clips = [{"clip_id": "gone", "source_id": "s", "path": str(tmp_path / "gone.mp4")},
              {"clip_id": "pattern", "source_id": "s", "path": str(faceless)}]  # fmt: skip
-    gone, pattern = analyze_task(clips=clips, workdir=tmp_path / "work", config=CurateConfig())
+    gone, pattern = analyze_task(clips=clips, workdir=tmp_path / "work", config=CurateConfig(), threads=1)
     assert isinstance(gone, ClipFailure) and gone.clip_id == "gone" and gone.error
     assert isinstance(pattern, ClipAnalysis) and pattern.rejected is Reason.NO_FACE
     assert "speech_ratio" not in pattern.metrics and "speech" not in pattern.seconds
-    every = analyze_task(clips=clips[1:], workdir=tmp_path / "work", config=CurateConfig(every_metric=True))[0]
+    every = analyze_task(clips=clips[1:], workdir=tmp_path / "work", config=CurateConfig(every_metric=True),
+                         threads=1)[0]
     assert every.rejected is Reason.NO_FACE and "speech_ratio" in every.metrics
 
 

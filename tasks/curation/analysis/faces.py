@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from tasks.curation.clipmedia import ClipMedia
-from tasks.models import ModelsMissing, load_once, onnx_providers
+from tasks.models import ModelsMissing, load_once, onnx_providers, onnx_session_options, thread_budget
 
 MODELS_ENV = "ANYTALKER_FACE_MODELS"
 DETECT_MAX_SIDE = 640  # SCRFD's input is at most this large (insightface's default det_size)
@@ -30,13 +30,15 @@ def resolve_face_models(configured: str) -> str:
 
 def face_analysis(model: str, gpus: float = 0.0):
     """insightface FaceAnalysis for a model folder or pack name, loaded once per process (on the
-    GPU when the task has one and onnxruntime-gpu is installed: `tasks.models`).
+    GPU when the task has one and onnxruntime-gpu is installed, on the task's thread budget:
+    `tasks.models`).
 
     A folder must hold an SCRFD detector and a recognition model (ONNX); a pack name such as
     `buffalo_l` is looked up (and, with internet, downloaded) in ~/.insightface/models.
     """
     providers = onnx_providers(gpus)
-    return load_once("faces", f"{model} on {providers[0]}", lambda: _load_face_analysis(model, providers))
+    key = f"{model} on {providers[0]}, {thread_budget() or 'default'} threads"
+    return load_once("faces", key, lambda: _load_face_analysis(model, providers))
 
 
 def _load_face_analysis(model: str, providers: list[str]):
@@ -56,6 +58,7 @@ def _load_face_analysis(model: str, providers: list[str]):
             name=str(folder) if looks_like_path else model,
             allowed_modules=["detection", "recognition", "landmark_2d_106"],
             providers=providers,
+            sess_options=onnx_session_options(),
         )
     except Exception as exc:
         raise ModelsMissing(f"cannot load face models '{model}': {exc}. Set faces.model or {MODELS_ENV}.") from exc
