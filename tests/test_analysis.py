@@ -203,6 +203,20 @@ def test_confidence_is_calibrated_against_unrelated_audio(shifted_estimates: dic
     assert np.mean(matched) - np.mean(null) >= 1.0  # benchmark: in-sync median 1.91, null median 0.0
 
 
+def test_light_asd_runs_its_3d_kernels_as_2d_convolutions(shared_models: Path) -> None:
+    """The released Light-ASD weights give the same visual embedding through the 2-D form curation
+    runs as through the checkpoint's own 3-D form, for two clips at once (frames mixed across
+    clips, or a layout taken wrong, would not)."""
+    from tasks.curation.analysis.asd import load_light_asd
+
+    encoder = load_light_asd(shared_models / "lightasd_finetuning_TalkSet.model").model.visualEncoder
+    faces = torch.rand(2, 1, 13, 112, 112, generator=torch.Generator().manual_seed(0)) * 6 - 2.5
+    with torch.inference_mode():
+        two_d, three_d = encoder(faces), encoder.forward_3d(faces)
+    assert two_d.shape == three_d.shape == (2, 13, 128)
+    assert torch.allclose(two_d, three_d, atol=1e-4 * float(three_d.abs().max()))
+
+
 def test_lip_motion_bridges_missed_frames() -> None:
     """Lip motion is the contour's displacement per frame; a frame the landmarker missed is
     interpolated, not read as a jump back to the origin."""

@@ -1,0 +1,79 @@
+"""Light-ASD's visual encoder: its 3-D kernels run as 2-D convolutions (`VisualBlock.forward`)
+against the checkpoint's own 3-D form (`forward_3d`), on the same face crops, one run.
+
+    .venv/bin/python benchmarks/light_asd.py [VIDEO] [--threads N]
+
+Face crops are cut from VIDEO (default: ../shared/data/videos/PC-AVS__Input_00098.mp4) as
+curation cuts them (main face track, grey 112x112, 25 fps) and fed in the windows curation uses
+(1 s and 2 s). Prints, per window length, the seconds of each form, their ratio and the largest
+difference of the speaking logits, then the ratio over both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from tasks.config import CurateConfig
+from tasks.curation.analysis.asd import FPS, at_25fps, face_crops_112, light_asd, mfcc_100hz
+from tasks.curation.analysis.faces import analyze_faces, resolve_face_models
+from tasks.curation.clipmedia import read_clip
+
+DEFAULT_VIDEO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos" / "PC-AVS__Input_00098.mp4"
+
+
+@torch.inference_mode()
+def _logits(model, mfcc: torch.Tensor, faces: torch.Tensor, three_d: bool) -> torch.Tensor:
+    """The speaking logits with the visual encoder in either form (the rest of the network as in `LightASD`)."""
+    net = model.model
+    audio = net.audioEncoder(mfcc.unsqueeze(1).transpose(2, 3))
+    pixels = ((faces / 255 - 0.4161) / 0.1688).unsqueeze(1)
+    visual = net.visualEncoder.forward_3d(pixels) if three_d else net.visualEncoder(pixels)
+    t = min(audio.shape[1], visual.shape[1])
+    return model.lossAV.FC(net.GRU(audio[:, :t] + visual[:, :t]))[..., 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("video", nargs="?", type=Path, default=DEFAULT_VIDEO)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (a curation task on 2 cores gets 1)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = CurateConfig()
+    model = light_asd(config.speaker.model)
+    if model is None:
+        raise SystemExit("no Light-ASD weights: set ANYTALKER_LIGHT_ASD or speaker.model")
+    media = read_clip(args.video, config.faces.analysis_max_side)
+    boxes = analyze_faces(media, resolve_face_models(config.faces.model), config.faces.sample_fps,
+                          config.faces.count_min_ratio).boxes  # fmt: skip
+    frames, boxes = at_25fps(media.frames, boxes / media.scale, media.fps)
+    crops = torch.from_numpy(face_crops_112(frames, boxes))
+    mfcc = torch.from_numpy(mfcc_100hz(media.audio))
+    n = min(len(crops), len(mfcc) // 4)
+    print(f"{args.video.name}: {n} frames at 25 fps, {args.threads} torch thread(s)")
+    total = {False: 0.0, True: 0.0}
+    for window_s in (1.0, 2.0):
+        step = int(window_s * FPS)
+        spent = {False: 0.0, True: 0.0}
+        worst = 0.0
+        for s in range(0, n, step):
+            e = min(n, s + step)
+            out = {}
+            for three_d in (True, False):
+                start = time.perf_counter()
+                out[three_d] = _logits(model, mfcc[None, 4 * s : 4 * e], crops[None, s:e], three_d)
+                spent[three_d] += time.perf_counter() - start
+            worst = max(worst, float((out[True] - out[False]).abs().max()))
+        total[False] += spent[False]
+        total[True] += spent[True]
+        print(f"windows of {window_s:.0f} s: 3-D {spent[True]:.2f} s, 2-D {spent[False]:.2f} s, "
+              f"ratio 3-D / 2-D {spent[True] / spent[False]:.2f}x; largest logit difference {worst:.1e}")  # fmt: skip
+    print(f"both windows: 3-D {total[True]:.2f} s, 2-D {total[False]:.2f} s: the 2-D form "
+          f"{total[True] / total[False]:.2f}x faster")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
