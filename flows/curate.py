@@ -68,15 +68,15 @@ def source_task(
     the kept ones, the models on `threads` threads. A task run per source (or per batch of small
     ones) keeps Prefect's bookkeeping per source, not per clip; an unexpected error costs only its source."""
     done: list[SourceResult | Rejection] = []
-    for acquired in batch:
-        try:
-            with model_threads(threads):
+    with model_threads(threads):
+        for acquired in batch:
+            try:
                 done.append(curate_source(acquired, workdir, config))
-        except Rejected as exc:
-            done.append(Rejection.of(exc))
-        except Exception as exc:  # noqa: BLE001 - recorded as that source's internal_error
-            get_run_logger().error("internal error on %s: %r", acquired.input, exc)
-            done.append(Rejection(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"))
+            except Rejected as exc:
+                done.append(Rejection.of(exc))
+            except Exception as exc:  # noqa: BLE001 - recorded as that source's internal_error
+                get_run_logger().error("internal error on %s: %r", acquired.input, exc)
+                done.append(Rejection(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"))
     return done
 
 
@@ -87,13 +87,13 @@ def analyze_task(
     """Analyse a batch of clips written without analysis (by a run with `analyze: false`) in one
     task run, the models on `threads` threads; an unexpected error costs only the clip it happened on."""
     done: list[ClipAnalysis | ClipFailure] = []
-    for clip in clips:
-        try:
-            with model_threads(threads):
+    with model_threads(threads):
+        for clip in clips:
+            try:
                 done.append(analyze_clip(clip["path"], clip["source_id"], clip["clip_id"], workdir, config))
-        except Exception as exc:  # noqa: BLE001 - recorded as that clip's internal_error
-            get_run_logger().error("analysis failed on clip %s: %r", clip["clip_id"], exc)
-            done.append(ClipFailure(clip["clip_id"], f"{type(exc).__name__}: {exc}"))
+            except Exception as exc:  # noqa: BLE001 - recorded as that clip's internal_error
+                get_run_logger().error("analysis failed on clip %s: %r", clip["clip_id"], exc)
+                done.append(ClipFailure(clip["clip_id"], f"{type(exc).__name__}: {exc}"))
     return done
 
 

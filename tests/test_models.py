@@ -85,7 +85,7 @@ def test_tasks_that_run_at_once_share_the_cores_and_the_pools_come_back() -> Non
     before = (torch.get_num_threads(), cv2.getNumThreads())
     assert thread_budget() is None and onnx_session_options().intra_op_num_threads == 0  # onnxruntime's default
     first_in, second_done = threading.Event(), threading.Event()
-    seen: list[tuple[int, int | None]] = []
+    seen: list[tuple[int, int, int | None]] = []
 
     def first() -> None:
         with model_threads(1):
