@@ -217,6 +217,33 @@ def test_light_asd_runs_its_3d_kernels_as_2d_convolutions(shared_models: Path) -
     assert torch.allclose(two_d, three_d, atol=1e-4 * float(three_d.abs().max()))
 
 
+def test_light_asd_windows_share_their_visual_features(shared_models: Path) -> None:
+    """The 2-s windows take the 1-s windows' visual features, encoding again only the frames near
+    an inner edge: the logits are those of every window run on its own (the definition), over
+    several windows and a short last one. (With a reach one frame short, the logits move by 3e-3.)"""
+    from tasks.curation.analysis.asd import FPS, load_light_asd, speaking_scores
+
+    model = load_light_asd(shared_models / "lightasd_finetuning_TalkSet.model")
+    generator = torch.Generator().manual_seed(1)
+    frames = 118  # 2-s windows of 50, 50 and 18 frames
+    faces = (torch.rand(frames, 112, 112, generator=generator) * 255).numpy()
+    mfcc = (torch.randn(4 * frames, 13, generator=generator) * 8).numpy()
+    reference = []
+    with torch.inference_mode():
+        for window in (1.0, 2.0):
+            step = int(window * FPS)
+            reference.append(np.concatenate([
+                model(torch.from_numpy(mfcc[None, 4 * s : 4 * min(frames, s + step)]),
+                      torch.from_numpy(faces[None, s : min(frames, s + step)]))[0].numpy()
+                for s in range(0, frames, step)
+            ]))  # fmt: skip
+    expected = np.mean(reference, axis=0)
+    scores = speaking_scores(model, faces, mfcc)
+    assert scores.shape == (frames,)
+    print(f"largest difference {np.abs(scores - expected).max():.1e}")
+    assert np.abs(scores - expected).max() < 1e-5 * max(1.0, float(np.abs(expected).max()))
+
+
 def test_lip_motion_bridges_missed_frames() -> None:
     """Lip motion is the contour's displacement per frame; a frame the landmarker missed is
     interpolated, not read as a jump back to the origin."""

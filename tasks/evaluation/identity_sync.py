@@ -55,7 +55,7 @@ def identity_sync(frames: np.ndarray, fps: float, boxes: np.ndarray, audio: np.n
         from tasks.curation.analysis.asd import at_25fps
 
         frames25, boxes25 = at_25fps(frames, boxes, fps)
-        result = syncnet_offset(syncnet, _media(frames25, 25.0, audio, rate), boxes25, search)
+        result = syncnet_offset(syncnet, _media(np.stack(frames25), 25.0, audio, rate), boxes25, search)
         if not result.distances:
             return {}
         return {"sync_c": round(result.confidence, 4), "sync_d": round(float(np.nanmin(result.distances)), 4),

@@ -14,6 +14,7 @@ it does not measure audio-video offset (../shared/models/README.md).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,14 +178,24 @@ class LightASD(nn.Module):
         self.lossAV = Head()
         self.lossV = Head()
 
-    def forward(self, mfcc: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-        """(B, 4T, 13) MFCC and (B, T, 112, 112) grey uint8-range faces -> (B, T) speaking logits."""
-        audio = self.model.audioEncoder(mfcc.unsqueeze(1).transpose(2, 3))
-        visual = self.model.visualEncoder(((faces / 255 - 0.4161) / 0.1688).unsqueeze(1))
+    def visual_features(self, faces: torch.Tensor) -> torch.Tensor:
+        """(B, T, 112, 112) grey uint8-range faces -> (B, T, 128)."""
+        return self.model.visualEncoder(((faces / 255 - 0.4161) / 0.1688).unsqueeze(1))
+
+    def audio_features(self, mfcc: torch.Tensor) -> torch.Tensor:
+        """(B, 4T, 13) MFCC -> (B, T, 128)."""
+        return self.model.audioEncoder(mfcc.unsqueeze(1).transpose(2, 3))
+
+    def decide(self, audio: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
+        """Both embeddings of one window, summed and read by the GRUs -> (B, T) speaking logits."""
         t = min(audio.shape[1], visual.shape[1])
         fused = self.model.GRU(audio[:, :t] + visual[:, :t])
         logits = self.lossAV.FC(fused)
         return logits[..., 1]  # as their evaluation reads it: the "speaking" logit
+
+    def forward(self, mfcc: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+        """(B, 4T, 13) MFCC and (B, T, 112, 112) grey uint8-range faces -> (B, T) speaking logits."""
+        return self.decide(self.audio_features(mfcc), self.visual_features(faces))
 
 
 def load_light_asd(path: str | Path) -> LightASD:
@@ -225,7 +236,7 @@ def mfcc_100hz(audio: np.ndarray, rate: int = 16000) -> np.ndarray:
     return mfcc(audio.astype(np.float64) * 32768, rate, numcep=13, winlen=0.025, winstep=0.010).astype(np.float32)
 
 
-def face_crops_112(frames: np.ndarray, boxes: np.ndarray, scale: float = 0.40) -> np.ndarray:
+def face_crops_112(frames: Sequence[np.ndarray], boxes: np.ndarray, scale: float = 0.40) -> np.ndarray:
     """(T, 112, 112) grey crops: the box's larger half-side bs, the face centred with margin
     `scale` (more below the chin than above), resized to 224 and its centre 112 kept."""
     out = np.zeros((len(frames), 112, 112), np.float32)
@@ -251,13 +262,17 @@ def face_crops_112(frames: np.ndarray, boxes: np.ndarray, scale: float = 0.40) -
     return out
 
 
-def at_25fps(frames: np.ndarray, boxes: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
-    """The frames nearest each 25-fps time (Light-ASD's rate) and their boxes."""
+def at_25fps(frames: np.ndarray, boxes: np.ndarray, fps: float) -> tuple[list[np.ndarray], np.ndarray]:
+    """The frames nearest each 25-fps time (Light-ASD's rate), as views into `frames` (a copy of
+    the whole clip cost more than the crops cut from it), and their boxes."""
     from tasks.dataset.retime import source_index
 
     n = int(len(frames) / fps * FPS)
     index = np.minimum(source_index(n, fps, FPS), len(frames) - 1)
-    return frames[index], boxes[index]
+    return [frames[i] for i in index], boxes[index]
+
+
+VISUAL_REACH = 6  # frames: a visual feature sees this far either way (3 blocks, temporal kernels up to 5)
 
 
 @torch.inference_mode()
@@ -265,20 +280,52 @@ def speaking_scores(
     model: LightASD, faces: np.ndarray, mfcc: np.ndarray, windows_s: tuple[float, ...] = (1.0, 2.0)
 ) -> np.ndarray:
     """(T,) speaking logits per 25-fps frame, averaged over windows of each length (last window
-    shorter), as their evaluation averages durations."""
+    shorter), as their evaluation averages durations. Each window is run on its own, its
+    convolutions padded at its edges, as their evaluation runs it.
+
+    The visual encoder, most of the cost, is not run twice on the same frames: a window made of
+    shorter windows already run (2 s after 1 s) takes their visual features, which are its own
+    except within VISUAL_REACH frames of an inner edge, where the shorter windows were padded;
+    only those frames are encoded again, with VISUAL_REACH frames of context either side
+    (`_spliced`). The audio encoder and the GRUs run on every window as before.
+    """
     t = min(len(faces), len(mfcc) // 4)
+    device = next(model.parameters()).device
+    faces_t = torch.from_numpy(faces[:t]).to(device)
+    mfcc_t = torch.from_numpy(mfcc[: 4 * t]).to(device)
     scores = []
+    shorter: tuple[int, torch.Tensor] | None = None  # a window length already run, and its visual features
     for window in windows_s:
         step = int(window * FPS)
+        features = []
         per = []
         for s in range(0, t, step):
             e = min(t, s + step)
-            device = next(model.parameters()).device
-            v = torch.from_numpy(faces[None, s:e]).to(device)
-            a = torch.from_numpy(mfcc[None, 4 * s : 4 * e]).to(device)
-            per.append(model(a, v)[0].cpu().numpy())
+            if shorter is not None and step % shorter[0] == 0:
+                visual = _spliced(model, faces_t, shorter[1], shorter[0], s, e)
+            else:
+                visual = model.visual_features(faces_t[None, s:e])[0]
+            features.append(visual)
+            audio = model.audio_features(mfcc_t[None, 4 * s : 4 * e])
+            per.append(model.decide(audio, visual[None])[0].cpu().numpy())
         scores.append(np.concatenate(per)[:t])
+        if features:
+            shorter = (step, torch.cat(features))
     return np.mean(scores, axis=0)
+
+
+def _spliced(model: LightASD, faces: torch.Tensor, shorter: torch.Tensor, step: int, s: int, e: int) -> torch.Tensor:
+    """The visual features of window [s, e) from those of the `step`-frame windows inside it:
+    around each inner edge b, the frames [b - R, b + R) are encoded again from [b - 2R, b + 2R)
+    (R = VISUAL_REACH), so that none of them sees that chunk's own padded edges."""
+    reach = VISUAL_REACH
+    visual = shorter[s:e].clone()
+    for b in range(s + step, e, step):
+        lo, hi = max(s, b - 2 * reach), min(e, b + 2 * reach)
+        keep_lo, keep_hi = max(s, b - reach), min(e, b + reach)
+        again = model.visual_features(faces[None, lo:hi])[0]
+        visual[keep_lo - s : keep_hi - s] = again[keep_lo - lo : keep_hi - lo]
+    return visual
 
 
 @dataclass(frozen=True)
