@@ -73,13 +73,23 @@ class SpeechModels:
 
             self.diarize = DiarizationPipeline(model_name=options["diarization_model"], device=device)
 
-    def vad(self, audio: np.ndarray) -> list[tuple[float, float]]:
+    def vad(self, audio: np.ndarray):
+        """The pyannote segmentation's speech scores over the clip (whisperx's bundled VAD model)."""
         import torch
-        from whisperx.vads.pyannote import Binarize
 
-        scores = self.asr.vad_model({"waveform": torch.from_numpy(audio).unsqueeze(0), "sample_rate": RATE})
-        speech = Binarize(onset=0.5, offset=0.363)(scores)
-        return [(float(s.start), float(s.end)) for s in speech.get_timeline().support()]
+        return self.asr.vad_model({"waveform": torch.from_numpy(audio).unsqueeze(0), "sample_rate": RATE})
+
+    def transcribe(self, audio: np.ndarray, vad_scores) -> dict:
+        """whisperx's batched ASR, on the VAD scores `vad` already computed for this audio: its
+        pipeline would run the same model on the same waveform again (a sixth of the speech stage).
+        A plain callable in place of its Vad makes the pipeline binarize and merge the scores as
+        pyannote's Vad does (`whisperx.asr.FasterWhisperPipeline.transcribe`), the same segments."""
+        vad_model = self.asr.vad_model
+        self.asr.vad_model = lambda _waveform: vad_scores
+        try:
+            return self.asr.transcribe(audio, batch_size=4, language=self.language)
+        finally:
+            self.asr.vad_model = vad_model
 
     def words(self, audio: np.ndarray, segments: list[dict], language: str) -> list[dict]:
         import whisperx
@@ -110,12 +120,13 @@ class SpeechModels:
 
     def analyze(self, audio: np.ndarray) -> dict:
         duration = len(audio) / RATE
-        regions = self.vad(audio) if duration > 0 else []
+        scores = self.vad(audio) if duration > 0 else None
+        regions = speech_regions(scores) if scores is not None else []
         speech_s = sum(e - s for s, e in regions)
         result: dict = {"duration_s": duration, "speech_regions": regions, "speech_ratio": speech_s / duration if duration else 0.0}
         if speech_s < 0.3:
             return {**result, "language": self.language, "transcript": "", "words": [], "num_speakers": 0, "turns": []}
-        asr = self.asr.transcribe(audio, batch_size=4, language=self.language)
+        asr = self.transcribe(audio, scores)
         language = asr.get("language") or self.language or "en"
         segments = asr.get("segments", [])
         speakers = self.speakers(audio, regions)
@@ -128,6 +139,14 @@ class SpeechModels:
             "turns": speakers["turns"],
             "speaker_method": speakers["method"],
         }
+
+
+def speech_regions(vad_scores) -> list[tuple[float, float]]:
+    """Voiced regions from the VAD's scores, at the onset and offset whisperx uses for its ASR."""
+    from whisperx.vads.pyannote import Binarize
+
+    speech = Binarize(onset=0.5, offset=0.363)(vad_scores)
+    return [(float(s.start), float(s.end)) for s in speech.get_timeline().support()]
 
 
 def cluster_speakers(
