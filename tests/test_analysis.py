@@ -10,6 +10,7 @@ import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -242,6 +243,18 @@ def test_light_asd_windows_share_their_visual_features(shared_models: Path) -> N
     assert scores.shape == (frames,)
     print(f"largest difference {np.abs(scores - expected).max():.1e}")
     assert np.abs(scores - expected).max() < 1e-5 * max(1.0, float(np.abs(expected).max()))
+
+
+def test_landmark_crops_are_the_square_with_black_outside_the_frame() -> None:
+    """The landmarker's square is cut from the frame and padded where it leaves it: the same
+    pixels as cutting it from the frame padded all round (how it was defined), at every edge."""
+    from tasks.curation.analysis.landmarks import _cut
+
+    frame = np.random.default_rng(0).integers(0, 255, (360, 640, 3), np.uint8)
+    for x0, y0, side in [(-50, -30, 200), (500, 250, 300), (10, 10, 100), (-100, 200, 700), (600, -10, 50)]:
+        padded = cv2.copyMakeBorder(frame, side, side, side, side, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        expected = padded[y0 + side : y0 + 2 * side, x0 + side : x0 + 2 * side]
+        assert np.array_equal(_cut(frame, x0, y0, side), expected)
 
 
 def test_lip_motion_bridges_missed_frames() -> None:

@@ -107,6 +107,18 @@ def _square_crop(box: np.ndarray, scale: float) -> tuple[int, int, int]:
     return int(cx - side / 2), int(cy - side / 2), max(side, 8)
 
 
+def _cut(frame: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
+    """frame[y0 : y0 + side, x0 : x0 + side], black where the square leaves the frame (only the
+    square is padded: padding the whole frame first cost a tenth of the landmark stage)."""
+    h, w = frame.shape[:2]
+    inside = frame[max(0, y0) : min(h, y0 + side), max(0, x0) : min(w, x0 + side)]
+    if inside.size == 0:
+        return np.zeros((side, side, frame.shape[2]), frame.dtype)
+    top, left = max(0, -y0), max(0, -x0)
+    bottom, right = side - top - inside.shape[0], side - left - inside.shape[1]
+    return cv2.copyMakeBorder(inside, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+
+
 def analyze_landmarks(media: ClipMedia, boxes: np.ndarray, landmarker: Path) -> Landmarks:
     import mediapipe as mp
 
@@ -120,9 +132,8 @@ def analyze_landmarks(media: ClipMedia, boxes: np.ndarray, landmarker: Path) -> 
         if np.isnan(boxes[t, 0]):
             continue
         x0, y0, side = _square_crop(boxes[t], media.scale)
-        frame = cv2.copyMakeBorder(media.frames[t], side, side, side, side, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        crop = frame[y0 + side : y0 + 2 * side, x0 + side : x0 + 2 * side]
-        crop = np.ascontiguousarray(cv2.resize(crop, (CROP, CROP), interpolation=cv2.INTER_LINEAR))
+        crop = np.ascontiguousarray(cv2.resize(_cut(media.frames[t], x0, y0, side), (CROP, CROP),
+                                               interpolation=cv2.INTER_LINEAR))  # fmt: skip
         result = model.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=crop))
         if not result.face_landmarks:
             continue
