@@ -5,7 +5,7 @@ earlier commit's flow on the same footage.
     .venv/bin/python benchmarks/curate_e2e.py [VIDEO ...] [--workers 2] [--baseline REV] [--keep DIR]
 
 Runs the `curate` flow (against a local Prefect server started first; local thread pool;
-models loaded and the speech worker started before any run is timed) on every video of
+in either process, models loaded and the speech worker started before a run is timed: `warm_up`) on every video of
 ../shared/data/videos into fresh work directories: `every_metric: false` (a clip an early check
 rejects skips the later stages), then `every_metric: true` (every stage on every clip). With
 --baseline, REV's curate flow (a git worktree of that commit, in its own process, same server,
@@ -20,6 +20,7 @@ directory in DIR (for `benchmarks/curate_split.py --kept DIR`).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import shutil
@@ -35,9 +36,32 @@ from anytalker.local_prefect import start_server
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 REPO = Path(__file__).resolve().parents[1]
-BASELINE_RUN = """
+
+
+def warm_up(workers: int) -> None:
+    """Load the models and start the speech worker as the flow does before it works, on the thread
+    budget its tasks get, so that no run is timed paying for start-up. It runs in the baseline's
+    process too, as source: before the thread budget (a2b198b) there is none."""
+    from contextlib import nullcontext
+
+    from tasks.config import CurateConfig
+    from tasks.curation.analysis.analyze import check_models
+
+    try:
+        from tasks.models import model_threads, threads_per_task
+
+        budget = model_threads(threads_per_task(workers))
+    except ImportError:
+        budget = nullcontext()
+    with budget:
+        check_models(CurateConfig())
+
+
+BASELINE_RUN = inspect.getsource(warm_up) + """
 import json, sys, time
 from flows.curate import curate
+from tasks.config import CurateConfig
+warm_up(CurateConfig().workers)  # the baseline runs with its default config
 start = time.perf_counter()
 result = curate(inputs=json.loads(sys.argv[1]), workdir=sys.argv[2], config_path=None)
 print("RESULT " + json.dumps({"seconds": time.perf_counter() - start, "run": result["run"]}))
@@ -119,10 +143,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="e2e", dir="/tmp") as tmp, start_server(Path(tmp) / "prefect") as server:
         root = Path(tmp)
         os.environ.update(server.env())  # a server already up: neither run pays for its start
-        from tasks.config import CurateConfig
-        from tasks.curation.analysis.analyze import check_models
-
-        check_models(CurateConfig())  # models loaded and the speech worker started before either run is timed
+        warm_up(args.workers)
         runs = {}
         if args.baseline:
             runs[f"baseline {args.baseline}"] = run_baseline(args.baseline, videos, root / "baseline")

@@ -162,7 +162,7 @@ class SpeechConfig(_Section):
     min_speaker_share: float = Field(
         0.3, gt=0, le=1, description="A voice cluster counts as a speaker when it holds this share of the speech."
     )
-    threads: int = Field(2, ge=1)
+    threads: int = Field(2, ge=1, description="Threads of the speech worker's models (CTranslate2 and torch).")
     startup_timeout_s: float = Field(
         900, gt=0, description="How long the worker may take to load its models (a cold machine takes minutes); it "
         "fails sooner only if the worker process dies.",

@@ -105,11 +105,15 @@ class SpeechWorker:
     def _ask(self, job: dict, what: str) -> SpeechResult:
         with self._lock:
             self._next += 1
-            self._proc.stdin.write(json.dumps({"id": self._next, **job}) + "\n")
-            self._proc.stdin.flush()
-            line = self._proc.stdout.readline()
+            try:
+                self._proc.stdin.write(json.dumps({"id": self._next, **job}) + "\n")
+                self._proc.stdin.flush()
+            except OSError:  # the process is gone: its pipe is closed
+                line = ""
+            else:
+                line = self._proc.stdout.readline()
         if not line:
-            raise SpeechUnavailable("the speech worker exited")
+            raise SpeechUnavailable(f"the speech worker exited (code {self._proc.poll()})")
         reply = json.loads(line)
         if not reply.get("ok"):
             raise RuntimeError(f"speech analysis failed on {what}: {reply.get('error')}")

@@ -52,6 +52,9 @@ class SpeechModels:
         from whisperx.asr import WhisperModel
 
         self.device = device = _device(options.get("device", "cpu"))
+        import torch
+
+        torch.set_num_threads(options.get("threads", 2))  # the VAD and voice encoder, as CTranslate2 below
         path = _asr_model_path(options.get("asr_model"))
         compute = options.get("compute_type") or ("float16" if device == "cuda" else "int8")
         whisper = WhisperModel(path, device=device, compute_type=compute, cpu_threads=options.get("threads", 2),
