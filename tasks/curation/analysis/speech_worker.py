@@ -45,15 +45,13 @@ def _device(wanted: str) -> str:
 
 class SpeechModels:
     def __init__(self, options: dict) -> None:
+        import torch
         import whisperx
         from resemblyzer import VoiceEncoder
-
-        self.options = options
         from whisperx.asr import WhisperModel
 
+        self.options = options
         self.device = device = _device(options.get("device", "cpu"))
-        import torch
-
         torch.set_num_threads(options.get("threads", 2))  # the VAD and voice encoder, as CTranslate2 below
         path = _asr_model_path(options.get("asr_model"))
         compute = options.get("compute_type") or ("float16" if device == "cuda" else "int8")
