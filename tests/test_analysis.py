@@ -388,6 +388,9 @@ def test_speech_worker_start_up_waits_and_says_why_it_failed(tmp_path: Path) -> 
         script.chmod(0o755)
     worker = SpeechWorker(SpeechConfig(python=str(slow)))  # ready after the 3 s, and answers
     assert worker.analyze_audio(np.zeros(16000, np.float32)).speech_ratio == 0.0
+    worker._proc.kill()  # a worker that dies later (out of memory, say) is the same clear error
+    with pytest.raises(SpeechUnavailable, match=r"the speech worker exited \(code -9\)"):
+        worker.analyze_audio(np.zeros(16000, np.float32))
     worker.close()
     with pytest.raises(SpeechUnavailable, match="exited with code 3"):
         SpeechWorker(SpeechConfig(python=str(dying)))

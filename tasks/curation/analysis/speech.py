@@ -113,7 +113,8 @@ class SpeechWorker:
             else:
                 line = self._proc.stdout.readline()
         if not line:
-            raise SpeechUnavailable(f"the speech worker exited (code {self._proc.poll()})")
+            # its end of the pipes is closed: the process has ended or is ending, so wait for its code
+            raise SpeechUnavailable(f"the speech worker exited (code {self._proc.wait()})")
         reply = json.loads(line)
         if not reply.get("ok"):
             raise RuntimeError(f"speech analysis failed on {what}: {reply.get('error')}")
