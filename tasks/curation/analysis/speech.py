@@ -89,7 +89,7 @@ class SpeechWorker:
                     return {"ready": False, "error": f"no answer after {timeout_s:.0f} s (speech.startup_timeout_s)"}
         line = self._proc.stdout.readline()
         if not line:
-            code = self._proc.wait()
+            code = self._exit_code()
             return {"ready": False, "error": f"the worker exited with code {code} while starting (its messages are above)"}
         return json.loads(line)
 
@@ -113,8 +113,7 @@ class SpeechWorker:
             else:
                 line = self._proc.stdout.readline()
         if not line:
-            # its end of the pipes is closed: the process has ended or is ending, so wait for its code
-            raise SpeechUnavailable(f"the speech worker exited (code {self._proc.wait()})")
+            raise SpeechUnavailable(f"the speech worker exited (code {self._exit_code()})")
         reply = json.loads(line)
         if not reply.get("ok"):
             raise RuntimeError(f"speech analysis failed on {what}: {reply.get('error')}")
@@ -128,11 +127,16 @@ class SpeechWorker:
         """Ask the worker to finish (end of its input), and stop it if it does not within 30 s."""
         if self._proc.poll() is None:
             self._proc.stdin.close()
-            try:
-                self._proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            self._exit_code()
+
+    def _exit_code(self, timeout_s: float = 30.0) -> int:
+        """The worker's exit code once it is ending (its input or output closed), after `timeout_s`
+        at most: one that lingers is killed, so neither a failed call nor close() can hang."""
+        try:
+            return self._proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            return self._proc.wait()
 
 
 def speech_worker(config: SpeechConfig, gpus: float = 0.0) -> SpeechWorker:
