@@ -7,9 +7,10 @@ and one JSON line out per clip.
 It imports nothing from this project (the project's packages live in the other environment),
 only whisperx, resemblyzer and numpy. Per clip it returns the voice-activity regions (whisperx's
 bundled pyannote VAD), the transcript (whisperx's batched ASR), word times (whisperx alignment
-when an alignment model is available, else faster-whisper's word timestamps on the same loaded
-model), and speaker turns (a pyannote diarization model through whisperx when one is given,
-else speaker-embedding clustering with resemblyzer's encoder).
+when an alignment model is available, else Whisper's cross-attention alignment of the
+transcript on the encoder output the ASR already computed), and speaker turns (a pyannote
+diarization model through whisperx when one is given, else speaker-embedding clustering with
+resemblyzer's encoder).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ import traceback
 import numpy as np
 
 RATE = 16000
+# faster-whisper's defaults for joining punctuation to the word beside it
+PREPEND_PUNCTUATION = "\"'“¿([{-"
+APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
 
 
 def _asr_model_path(configured: str | None) -> str:
@@ -43,19 +47,47 @@ def _device(wanted: str) -> str:
     return wanted
 
 
+def _encoding_whisper():
+    """whisperx's batched Whisper model, keeping the encoder output of each batch its ASR decodes.
+
+    The word times are the transcript's tokens aligned on that output by the cross-attention
+    heads (`words`). Before, a second, sequential faster-whisper pass with word timestamps encoded
+    and decoded the clip again: half of the speech stage, and its words were its own decode, not
+    the transcript (benchmarks/speech_words.py)."""
+    from whisperx.asr import WhisperModel
+
+    class EncodingWhisper(WhisperModel):
+        batches: list | None = None  # while a list, each ASR batch's encoder output is appended
+        _decoding = False
+
+        def generate_segment_batched(self, features, tokenizer, options, encoder_output=None):
+            self._decoding = True  # language detection encodes too, outside this call: not recorded
+            try:
+                return super().generate_segment_batched(features, tokenizer, options, encoder_output)
+            finally:
+                self._decoding = False
+
+        def encode(self, features):
+            output = super().encode(features)
+            if self._decoding and self.batches is not None:
+                self.batches.append(output)
+            return output
+
+    return EncodingWhisper
+
+
 class SpeechModels:
     def __init__(self, options: dict) -> None:
         import torch
         import whisperx
         from resemblyzer import VoiceEncoder
-        from whisperx.asr import WhisperModel
 
         self.options = options
         self.device = device = _device(options.get("device", "cpu"))
         torch.set_num_threads(options.get("threads", 2))  # the VAD and voice encoder, as CTranslate2 below
         path = _asr_model_path(options.get("asr_model"))
         compute = options.get("compute_type") or ("float16" if device == "cuda" else "int8")
-        whisper = WhisperModel(path, device=device, compute_type=compute, cpu_threads=options.get("threads", 2),
+        whisper = _encoding_whisper()(path, device=device, compute_type=compute, cpu_threads=options.get("threads", 2),
                                local_files_only=os.path.isdir(path))  # fmt: skip
         # English-only checkpoints (tiny.en ...) cannot detect a language: tell the pipeline.
         self.language = options.get("language") or (None if whisper.model.is_multilingual else "en")
@@ -80,20 +112,28 @@ class SpeechModels:
 
         return self.asr.vad_model({"waveform": torch.from_numpy(audio).unsqueeze(0), "sample_rate": RATE})
 
-    def transcribe(self, audio: np.ndarray, vad_scores) -> dict:
+    def transcribe(self, audio: np.ndarray, vad_scores) -> tuple[dict, list]:
         """whisperx's batched ASR, on the VAD scores `vad` already computed for this audio: its
         pipeline would run the same model on the same waveform again (a sixth of the speech stage).
         A plain callable in place of its Vad makes the pipeline binarize and merge the scores as
-        pyannote's Vad does (`whisperx.asr.FasterWhisperPipeline.transcribe`), the same segments."""
+        pyannote's Vad does (`whisperx.asr.FasterWhisperPipeline.transcribe`), the same segments.
+        Also returns the encoder output of each batch of segments, in order, for `words`."""
         vad_model = self.asr.vad_model
         self.asr.vad_model = lambda _waveform: vad_scores
+        self.asr.model.batches = batches = []
         try:
-            return self.asr.transcribe(audio, batch_size=4, language=self.language)
+            return self.asr.transcribe(audio, batch_size=4, language=self.language), batches
         finally:
             self.asr.vad_model = vad_model
+            self.asr.model.batches = None
 
-    def words(self, audio: np.ndarray, segments: list[dict], language: str) -> list[dict]:
+    def words(self, audio: np.ndarray, segments: list[dict], language: str, batches: list) -> list[dict]:
+        """Word times: whisperx's alignment where an alignment model is given, else the transcript's
+        own tokens aligned on the ASR's encoder output (`batches`, one per `batch_size` segments)
+        by Whisper's alignment heads, with faster-whisper's rules for punctuation and overlong
+        words. Each segment is a VAD chunk of at most 30 s, encoded from its start."""
         import whisperx
+        from faster_whisper.tokenizer import Tokenizer
 
         if self.align is not None:
             model, metadata = self.align
@@ -101,10 +141,25 @@ class SpeechModels:
             return [
                 {"word": w["word"], "start": w.get("start"), "end": w.get("end")} for w in aligned.get("word_segments", [])
             ]
-        found, _ = self.asr.model.transcribe(audio, language=language, word_timestamps=True, vad_filter=False)
-        return [
-            {"word": w.word.strip(), "start": round(w.start, 3), "end": round(w.end, 3)} for s in found for w in s.words
-        ]
+        whisper = self.asr.model
+        tokenizer = Tokenizer(whisper.hf_tokenizer, whisper.model.is_multilingual, task="transcribe", language=language)
+        per_second = whisper.frames_per_second
+        found: list[dict] = []
+        last_speech = 0.0
+        first = 0
+        for encoded in batches:
+            chunk = segments[first : first + encoded.shape[0]]
+            first += len(chunk)
+            timed = [[{"tokens": tokenizer.encode(" " + s["text"].strip()) if s["text"].strip() else [],
+                       "seek": s["start"] * per_second, "start": s["start"], "end": s["end"]}] for s in chunk]  # fmt: skip
+            frames = [min(whisper.feature_extractor.nb_max_frames, round((s["end"] - s["start"]) * per_second))
+                      for s in chunk]  # fmt: skip
+            last_speech = whisper.add_word_timestamps(
+                timed, tokenizer, encoded, frames, PREPEND_PUNCTUATION, APPEND_PUNCTUATION, last_speech
+            )
+            found += [{"word": w["word"].strip(), "start": round(float(w["start"]), 3), "end": round(float(w["end"]), 3)}
+                      for t in timed for w in t[0]["words"] if w["word"].strip()]  # fmt: skip
+        return found
 
     def speakers(self, audio: np.ndarray, regions: list[tuple[float, float]]) -> dict:
         if self.diarize is not None:
@@ -127,7 +182,7 @@ class SpeechModels:
         result: dict = {"duration_s": duration, "speech_regions": regions, "speech_ratio": speech_s / duration if duration else 0.0}
         if speech_s < 0.3:
             return {**result, "language": self.language, "transcript": "", "words": [], "num_speakers": 0, "turns": []}
-        asr = self.transcribe(audio, scores)
+        asr, batches = self.transcribe(audio, scores)
         language = asr.get("language") or self.language or "en"
         segments = asr.get("segments", [])
         speakers = self.speakers(audio, regions)
@@ -135,7 +190,7 @@ class SpeechModels:
             **result,
             "language": language,
             "transcript": " ".join(s["text"].strip() for s in segments),
-            "words": self.words(audio, segments, language),
+            "words": self.words(audio, segments, language, batches),
             "num_speakers": speakers["num_speakers"] if "num_speakers" in speakers else len({t[2] for t in speakers["turns"]}),
             "turns": speakers["turns"],
             "speaker_method": speakers["method"],
