@@ -18,15 +18,17 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
-import re
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks" / "curation" / "analysis"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tasks" / "curation" / "analysis"), str(ROOT)]
 from speech_worker import SpeechModels, speech_regions  # noqa: E402  (the worker's module, run as it runs)
+
+from tasks.evaluation.word_times import inside_utterances, letters, stm_words  # noqa: E402  (pure Python)
 
 SLACK_S = 0.25  # a word counts as inside its utterance with this much slack either side
 
@@ -35,28 +37,6 @@ def second_pass_words(models: SpeechModels, audio: np.ndarray, language: str) ->
     """The words as the worker found them before: faster-whisper decoding the clip again, sequentially, with word timestamps."""
     found, _ = models.asr.model.transcribe(audio, language=language, word_timestamps=True, vad_filter=False)
     return [{"word": w.word.strip(), "start": round(w.start, 3), "end": round(w.end, 3)} for s in found for w in s.words]
-
-
-def _norm(word: str) -> str:
-    return re.sub(r"[^a-z0-9']", "", word.lower())
-
-
-def inside_reference(words: list[dict], stm: Path) -> tuple[float, int]:
-    """Share of the reference words, matched to `words` by text in order, whose found time (the
-    word's middle) lies inside the reference utterance that holds them; and how many matched."""
-    reference: list[tuple[str, float, float]] = []
-    for line in stm.read_text().splitlines():
-        fields = line.split(maxsplit=5)
-        reference += [(_norm(w), float(fields[3]), float(fields[4])) for w in fields[5].split()]
-    found = [_norm(w["word"]) for w in words]
-    matcher = difflib.SequenceMatcher(a=[r[0] for r in reference], b=found, autojunk=False)
-    hits = total = 0
-    for block in matcher.get_matching_blocks():
-        for i, j in zip(range(block.a, block.a + block.size), range(block.b, block.b + block.size), strict=True):
-            middle = (words[j]["start"] + words[j]["end"]) / 2
-            hits += reference[i][1] - SLACK_S <= middle <= reference[i][2] + SLACK_S
-            total += 1
-    return hits / max(total, 1), total
 
 
 def main() -> None:
@@ -99,8 +79,8 @@ def main() -> None:
         stage["speakers"] += time.perf_counter() - started
         stage["words before"] += took_before
         stage["words now"] += took_now
-        spelled = _norm(transcript) == "".join(_norm(w["word"]) for w in now)
-        matcher = difflib.SequenceMatcher(a=[_norm(w["word"]) for w in before], b=[_norm(w["word"]) for w in now],
+        spelled = letters(transcript) == "".join(letters(w["word"]) for w in now)
+        matcher = difflib.SequenceMatcher(a=[letters(w["word"]) for w in before], b=[letters(w["word"]) for w in now],
                                           autojunk=False)  # fmt: skip
         moved = [abs(before[i]["start"] - now[j]["start"]) for b in matcher.get_matching_blocks()
                  for i, j in zip(range(b.a, b.a + b.size), range(b.b, b.b + b.size), strict=True)]  # fmt: skip
@@ -108,10 +88,11 @@ def main() -> None:
               f"({took_before / took_now:4.1f}x); words {len(before):3d} / {len(now):3d}, now spell the transcript: {spelled}; "
               f"{len(moved)} in both, start moved by median {np.median(moved) if moved else float('nan'):.3f} s")  # fmt: skip
         if path.suffix == ".wav" and (stm := path.with_suffix(".stm")).is_file():
-            share_before, n_before = inside_reference(before, stm)
-            share_now, n_now = inside_reference(now, stm)
+            reference = stm_words(stm)
+            in_before, n_before = inside_utterances(before, reference, SLACK_S)
+            in_now, n_now = inside_utterances(now, reference, SLACK_S)
             print(f"  against the reference transcript {stm.name}: inside their utterance (+-{SLACK_S} s): "
-                  f"second pass {share_before:.2f} of {n_before} words, aligned {share_now:.2f} of {n_now}")  # fmt: skip
+                  f"second pass {in_before / n_before:.2f} of {n_before} words, aligned {in_now / n_now:.2f} of {n_now}")  # fmt: skip
     common = stage["vad"] + stage["asr"] + stage["speakers"]
     print(f"words: second pass {stage['words before']:.1f} s, aligned {stage['words now']:.2f} s: "
           f"{stage['words before'] / stage['words now']:.0f}x faster")

@@ -3,9 +3,7 @@ person sees and hears in ../shared/data."""
 
 from __future__ import annotations
 
-import difflib
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +26,7 @@ from tasks.curation.analysis.sync import estimate_offset, shift_audio, syncnet_o
 from tasks.curation.analysis.syncnet import SyncNet, load_syncnet
 from tasks.curation.clipmedia import read_audio, read_clip
 from tasks.curation.verdict import judge_sync, sync_is_confident
+from tasks.evaluation.word_times import inside_utterances, letters, stm_words
 from tasks.records import Reason
 
 SHIFTS = (-10, -6, -3, 0, 3, 6, 10)
@@ -338,24 +337,13 @@ def test_word_times_fall_inside_the_reference_utterances(shared_models: Path) ->
     reference transcript (.stm: speaker, start, end, text), matched word by word in order."""
     audio = SHARED / "data" / "audio"
     heard = speech_worker(SpeechConfig()).analyze(audio / "pyannote-audio__sample.wav")
-    assert _letters(heard.transcript) == "".join(_letters(w["word"]) for w in heard.words)
+    assert letters(heard.transcript) == "".join(letters(w["word"]) for w in heard.words)
     starts = [w["start"] for w in heard.words]
     assert starts == sorted(starts) and all(w["start"] <= w["end"] <= 30.1 for w in heard.words)
-    reference = []
-    for line in (audio / "pyannote-audio__sample.stm").read_text().splitlines():
-        _, _, _, start, end, text = line.split(maxsplit=5)
-        reference += [(_letters(word), float(start), float(end)) for word in text.split()]
-    matcher = difflib.SequenceMatcher(a=[r[0] for r in reference], b=[_letters(w["word"]) for w in heard.words],
-                                      autojunk=False)  # fmt: skip
-    pairs = [(reference[i], heard.words[j]) for b in matcher.get_matching_blocks()
-             for i, j in zip(range(b.a, b.a + b.size), range(b.b, b.b + b.size), strict=True)]  # fmt: skip
-    inside = [s - 0.25 <= (w["start"] + w["end"]) / 2 <= e + 0.25 for (_, s, e), w in pairs]
-    print(f"{sum(inside)} of {len(pairs)} matched words inside their reference utterance")
-    assert len(pairs) >= 0.8 * len(reference) and sum(inside) >= 0.9 * len(pairs)
-
-
-def _letters(text: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", text.lower())
+    reference = stm_words(audio / "pyannote-audio__sample.stm")
+    inside, matched = inside_utterances(heard.words, reference, slack_s=0.25)
+    print(f"{inside} of {matched} matched words inside their reference utterance")
+    assert matched >= 0.8 * len(reference) and inside >= 0.9 * matched
 
 
 def diarization_agreement(turns: list[list], reference: list[tuple[float, float, str]]) -> float:
