@@ -1,7 +1,7 @@
 """The curate flow on thousands of small sources: what orchestration costs per source, how the
 Prefect database and the catalog grow, and what that means at a million sources.
 
-    .venv/bin/python benchmarks/curate_scale.py [--sources 2000] [--bare 200] [--workers 2]
+    .venv/bin/python benchmarks/curate_scale.py [--sources 2000] [--bare 200] [--workers 2] [--baseline REV]
 
 Makes SOURCES distinct short videos (4 s: one shot, one clip) (one ffmpeg encode, then a stream copy per source with
 its own metadata, so every file has its own hash), starts a local Prefect server, and runs the
@@ -12,6 +12,11 @@ BARE sources in a plain thread pool, without Prefect or the catalog; then the fl
 same folder (every source skipped as done). Prints time per source for each, the orchestration
 overhead per source (flow minus plain work), rows and bytes per source in Prefect's database and
 in the catalog, the time of the end-of-run report, and all of it extrapolated to 1 M sources.
+
+Each flow runs in a process of its own, which samples its resident memory: how much the flow
+process grows over the run (futures and results held), and when the first and the last source
+reached the catalog. With --baseline, REV's flow (a git worktree) runs the same sources first,
+on the same server, for a before/after of those figures within one run.
 """
 
 from __future__ import annotations
@@ -21,14 +26,47 @@ import json
 import os
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 from anytalker.local_prefect import start_server
 
 MILLION = 1_000_000
+REPO = Path(__file__).resolve().parents[1]
+
+FLOW_RUN = r"""
+import json, os, sys, threading, time
+from pathlib import Path
+
+def rss():
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+from flows.curate import curate
+
+before = rss()
+samples = []  # (seconds into the run, resident bytes)
+stop = threading.Event()
+
+def sample():
+    while not stop.wait(0.2):
+        samples.append((time.time() - started, rss()))
+
+started = time.time()
+threading.Thread(target=sample, daemon=True).start()
+result = curate([sys.argv[1]], sys.argv[2], sys.argv[3])
+seconds = time.time() - started
+stop.set()
+samples.append((seconds, rss()))
+half = min(samples, key=lambda s: abs(s[0] - seconds / 2))[1]
+late = max(r for t, r in samples if t >= 0.9 * seconds)
+print("RESULT " + json.dumps({"started": started, "seconds": seconds, "rss_before": before,
+                              "rss_peak": max(r for _, r in samples), "rss_half": half, "rss_late": late,
+                              "counts": result["counts"], "run": result["run"]}))
+"""
 
 
 def make_sources(folder: Path, n: int, seconds: float, workers: int) -> None:
@@ -56,6 +94,41 @@ def db_bytes(db: Path) -> int:
     return sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
 
 
+def run_flow(tree: Path, sources: Path, work: Path, config: Path) -> dict:
+    """The curate flow of the code in `tree` on `sources`, in a process of its own (FLOW_RUN): its
+    wall time, resident memory before and at its peak, counts and run statistics, and when its
+    first and last sources were recorded in the catalog (seconds into the run)."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run([sys.executable, "-c", FLOW_RUN, str(sources), str(work), str(config)], cwd=tree, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"the flow run in {tree} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(lines[-1][len("RESULT ") :])
+    with sqlite3.connect(work / "catalog.sqlite") as db:
+        first, last = db.execute("SELECT MIN(updated_at), MAX(updated_at) FROM sources").fetchone()
+    at = lambda stamp: datetime.fromisoformat(stamp).timestamp() - result["started"]  # noqa: E731
+    result["recorded"] = (at(first), at(last)) if first else (float("nan"), float("nan"))
+    return result
+
+
+def per_source_growth(run: dict, n: int) -> float:
+    """Bytes the flow process grows by per source in the second half of its run (from the sample
+    nearest half its wall time to the largest of its last tenth), past the fixed cost of a first
+    flow run: what a longer run would add."""
+    return (run["rss_late"] - run["rss_half"]) / (n / 2)
+
+
+def describe_flow(name: str, run: dict, n: int) -> None:
+    first, last = run["recorded"]
+    peak = run["run"].get("in_flight_peak", "all of them")
+    print(f"{name}: {run['seconds']:.1f} s, {1000 * run['seconds'] / n:.0f} ms per source; flow process "
+          f"{run['rss_before'] / 1e6:.0f} MB before, {run['rss_half'] / 1e6:.0f} MB half-way, {run['rss_late'] / 1e6:.0f} MB "
+          f"at the end ({per_source_growth(run, n) / 1e3:.1f} kB per source in the second half), peak "
+          f"{run['rss_peak'] / 1e6:.0f} MB; sources recorded from {first:.0f} s to {last:.0f} s into the run; "
+          f"source task runs submitted and not yet recorded, at most: {peak}")  # fmt: skip
+
+
 def bare(files: list[Path], workdir: Path, workers: int) -> float:
     """acquire + curate_source per file in a plain thread pool: the work without its orchestration."""
     from tasks.config import CurateConfig
@@ -81,50 +154,64 @@ def main() -> None:
     parser.add_argument("--bare", type=int, default=200, help="Sources run without Prefect, for the plain cost.")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--per-task", type=int, default=8, help="cluster.sources_per_task (1: a task run per source).")
+    parser.add_argument("--baseline", help="A git revision whose curate flow runs the same sources first.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="scale", dir="/tmp") as tmp, start_server(Path(tmp) / "prefect") as server:
         root = Path(tmp)
         os.environ.update(server.env())
         prefect_db = root / "prefect" / "prefect.db"
+        sources = root / "sources"
         started = time.perf_counter()
-        make_sources(root / "sources", args.sources, args.seconds, args.workers)
+        make_sources(sources, args.sources, args.seconds, args.workers)
         print(f"made {args.sources} {args.seconds:g}-second sources in {time.perf_counter() - started:.0f} s")
-        from flows.curate import curate
         from tasks.catalog import Catalog
 
         config = root / "scale.yaml"
         config.write_text(f"analyze: false\nworkers: {args.workers}\ncluster: {{sources_per_task: {args.per_task}}}\n")
+        baseline = None
+        if args.baseline:
+            tree = root / f"tree-{args.baseline}"
+            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), args.baseline],
+                           check=True, capture_output=True)  # fmt: skip
+            try:
+                baseline = run_flow(tree, sources, root / "baseline", config)
+            finally:
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], capture_output=True)
         before_rows, before_bytes = table_rows(prefect_db), db_bytes(prefect_db)
         work = root / "work"
-        started = time.perf_counter()
-        result = curate([str(root / "sources")], str(work), str(config))
-        flow_s = time.perf_counter() - started
+        result = run_flow(REPO, sources, work, config)
+        flow_s = result["seconds"]
         after_rows, after_bytes = table_rows(prefect_db), db_bytes(prefect_db)
+        started = time.perf_counter()
+        with Catalog(work) as catalog:
+            counts = catalog.counts()
+        counts_s = time.perf_counter() - started
         started = time.perf_counter()
         with Catalog(work) as catalog:
             report = catalog.report()
         report_s = time.perf_counter() - started
-        started = time.perf_counter()
-        again = curate([str(root / "sources")], str(work), str(config))
-        rerun_s = time.perf_counter() - started
-        plain_s = bare(sorted((root / "sources").glob("*.mp4"))[: args.bare], root / "bare", args.workers)
+        again = run_flow(REPO, sources, work, config)
+        rerun_s = again["seconds"]
+        plain_s = bare(sorted(sources.glob("*.mp4"))[: args.bare], root / "bare", args.workers)
         catalog_bytes = db_bytes(work / "catalog.sqlite")
 
     n = args.sources
-    counts = result["counts"]
     flow_per, plain_per, rerun_per = flow_s / n, plain_s / args.bare, rerun_s / n
     overhead = flow_per - plain_per
     grown = {t: after_rows[t] - before_rows.get(t, 0) for t in after_rows if after_rows[t] != before_rows.get(t, 0)}
     print(f"{n} sources, {args.workers} workers, up to {args.per_task} sources per task run: inputs {counts['inputs']}, clips {counts['clips']}, "
           f"accepted {counts['accepted']} (inputs in = accepted + rejected: {counts['items'] == counts['accepted'] + counts['rejected']})")  # fmt: skip
-    print(f"flow:  {flow_s:.1f} s, {1000 * flow_per:.0f} ms per source (wall; {args.workers} workers)")
+    if baseline is not None:
+        describe_flow(f"baseline {args.baseline}", baseline, n)
+    describe_flow("now", result, n)
     print(f"plain: {plain_s:.1f} s for {args.bare} sources, {1000 * plain_per:.0f} ms per source (same work, no Prefect)")
     print(f"orchestration overhead: {1000 * overhead:.0f} ms per source of wall "
           f"({1000 * overhead * args.workers:.0f} ms of worker time), {flow_per / plain_per:.2f}x the plain work")  # fmt: skip
     print(f"rerun (every source done): {rerun_s:.1f} s, {1000 * rerun_per:.1f} ms per source; "
           f"new sources {again['run']['new_sources']}")  # fmt: skip
     print(f"phases of the first run: {json.dumps(result['run'].get('phase_seconds', {}))}")
-    print(f"catalog report of {len(report['items'])} items: {report_s:.2f} s")
+    print(f"catalog counts (what the flow's end reads, in SQL): {counts_s:.2f} s; the whole report of "
+          f"{len(report['items'])} items (`anytalker report`): {report_s:.2f} s")  # fmt: skip
     print(f"Prefect database: +{(after_bytes - before_bytes) / 1e6:.1f} MB, {(after_bytes - before_bytes) / n / 1e3:.1f} kB "
           f"per source; rows per source: " + ", ".join(f"{t} {v / n:.2f}" for t, v in sorted(grown.items())))  # fmt: skip
     print(f"catalog: {catalog_bytes / 1e6:.1f} MB, {catalog_bytes / n / 1e3:.2f} kB per source")
@@ -132,7 +219,9 @@ def main() -> None:
     print(f"extrapolated to 1 M sources (linear): Prefect database {(after_bytes - before_bytes) * scale / 1e9:.1f} GB, "
           f"catalog {catalog_bytes * scale / 1e9:.2f} GB, orchestration {overhead * MILLION / 3600:.0f} wall-hours at "
           f"{args.workers} workers, a rerun that skips everything {rerun_per * MILLION / 3600:.1f} h, "
-          f"the end-of-run report {report_s * scale / 60:.0f} min and {len(report['items']) * scale / 1e6:.1f} M items in memory")  # fmt: skip
+          f"the flow's end-of-run counts {counts_s * scale:.0f} s, the flow process's growth "
+          f"{per_source_growth(result, n) * MILLION / 1e9:.1f} GB"
+          + ("" if baseline is None else f" (baseline {per_source_growth(baseline, n) * MILLION / 1e9:.1f} GB)"))  # fmt: skip
 
 
 if __name__ == "__main__":

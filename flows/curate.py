@@ -4,8 +4,10 @@ every input accounted for.
 Reads like a table of contents: expand the inputs, list the URLs (a playlist or channel
 becomes its entries), skip what is done or fetched before, acquire each new one (download,
 hash) politely, curate each new source in one task (split, analyse, cut what is kept), record
-every outcome and its provenance in the catalog, publish the funnel. The work lives in
-`tasks/`; this file decides order, concurrency, per-host limits, the disk floor and bookkeeping.
+every outcome and its provenance in the catalog as it comes, publish the funnel. Acquisitions
+and curations run at once, a bounded number of each in flight (`flows/in_flight.py`), so a run
+of any length holds a few dozen futures and downloads. The work lives in `tasks/`; this file
+decides order, concurrency, per-host limits, the disk floor and bookkeeping.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -20,9 +23,10 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner
 
 from flows.events import curation_updated
+from flows.in_flight import AsCompleted, in_order
 from flows.progress import RunProgress
 from flows.reporting import publish_curation_artifacts
-from flows.runners import check_cluster, resources, task_runner, task_threads
+from flows.runners import check_cluster, resources, task_runner, task_threads, task_window
 from tasks.catalog import Catalog
 from tasks.config import CurateConfig, load_config
 from tasks.curation.analysis.analyze import ClipAnalysis, ClipFailure, analyze_clip, check_models
@@ -97,14 +101,6 @@ def analyze_task(
     return done
 
 
-def _outcome(future: PrefectFuture) -> object:
-    """The task's return value, or the exception it finally failed with (after its retries)."""
-    future.wait()
-    if future.state.is_completed():
-        return future.result()
-    return future.state.result(raise_on_failure=False)
-
-
 @flow(name="curate", log_prints=True, persist_result=False)
 def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> dict:
     """Curate `inputs` (files, folders, list files, http(s) URLs) into standard clips in `workdir`."""
@@ -125,9 +121,10 @@ def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> d
         items = _list_urls(runner, items, catalog, config, stats, logger)
         stats["inputs"] = len(items)
         progress = RunProgress(total=len(items))
-        acquiring = _acquire_new_inputs(runner, items, catalog, work, config, progress, stats, logger)
-        splitting = _split_new_sources(runner, acquiring, catalog, work, config, progress, stats)
-        _record_sources(splitting, catalog, work, config, progress, stats, logger)
+        todo = _new_inputs(items, catalog, progress, stats)
+        _NewSources(runner, catalog, work, config, progress, stats, logger).run(todo)
+        if stats["skipped_fetched"]:
+            logger.info("skipped %d entries fetched before (the catalog's archive)", stats["skipped_fetched"])
         stats["phase_seconds"] = {"sources": round(time.perf_counter() - started, 3)}
         if config.analyze and catalog.clips_to_analyze():
             started = time.perf_counter()
@@ -135,72 +132,12 @@ def curate(inputs: list[str], workdir: str, config_path: str | None = None) -> d
             stats["phase_seconds"]["written_before"] = round(time.perf_counter() - started, 3)
     progress.close()
 
-    report = catalog.report()
+    counts = publish_curation_artifacts(catalog, stats, str(work))
     catalog.close()
-    publish_curation_artifacts(report, stats, str(work))
     if stats["new_clips"]:
-        curation_updated(str(work), stats["new_clips"], report["counts"])
-    logger.info("curated %d inputs: %s", len(items), report["counts"])
-    return {"counts": report["counts"], "run": stats, "workdir": str(work)}
-
-
-def _split_new_sources(
-    runner: TaskRunner,
-    acquiring: dict[PrefectFuture, list[InputItem]],
-    catalog: Catalog,
-    work: Path,
-    config: CurateConfig,
-    progress: RunProgress,
-    stats: dict,
-) -> dict[PrefectFuture, list[Acquired]]:
-    """Record each acquisition, in input order (so the first of two identical inputs wins),
-    and submit every source not done before, in batches of `_batch_size`."""
-    splitting: dict[PrefectFuture, list[Acquired]] = {}
-    claimed: dict[str, str] = {}  # source id -> the input that brought it in this run
-    size = _batch_size(config, sum(len(items) for items in acquiring.values()))
-    batch: list[Acquired] = []
-
-    threads = task_threads(runner, config.workers, _source_cpus(config))
-
-    def submit(sources: list[Acquired]) -> None:
-        with _source_resources(runner, config):
-            job = {"batch": sources, "workdir": work, "config": config, "threads": threads}
-            splitting[runner.submit(source_task, job)] = sources
-
-    for future, items in acquiring.items():
-        outcomes = _outcome(future)
-        if isinstance(outcomes, BaseException):  # the task itself was lost: every input of it fails
-            outcomes = [Rejection(Reason.DOWNLOAD_FAILED if i.url else Reason.INTERNAL_ERROR,
-                                  f"{type(outcomes).__name__}: {outcomes}") for i in items]  # fmt: skip
-        for item, got in zip(items, outcomes, strict=True):
-            if isinstance(got, Rejection):
-                catalog.record_input(item.input, reason=got.reason, detail=got.detail)
-            else:
-                first = claimed.get(got.source_id) or catalog.source_input(got.source_id)
-                taken = got.source_id in claimed or catalog.source_done(got.source_id)
-                if catalog.is_forgotten(got.source_id):
-                    catalog.record_input(got.input, source_id=got.source_id, reason=Reason.FORGOTTEN,
-                                         detail="these bytes were forgotten with `anytalker forget`")  # fmt: skip
-                    _drop_download(got, work, config)
-                elif first is not None and first != got.input and taken:
-                    detail = f"same bytes as {first}"
-                    catalog.record_input(got.input, source_id=got.source_id, reason=Reason.DUPLICATE, detail=detail)
-                    _drop_download(got, work, config)
-                elif catalog.source_done(got.source_id):
-                    _record_acquired_input(catalog, got)
-                    _drop_download(got, work, config)
-                    stats["skipped_done"] += 1
-                else:
-                    claimed[got.source_id] = got.input
-                    batch.append(got)
-                    if len(batch) >= size:
-                        submit(batch)
-                        batch = []
-                    continue
-            progress.input_done()
-    if batch:
-        submit(batch)
-    return splitting
+        curation_updated(str(work), stats["new_clips"], counts)
+    logger.info("curated %d inputs: %s", len(items), counts)
+    return {"counts": counts, "run": stats, "workdir": str(work)}
 
 
 def _batch_size(config: CurateConfig, n: int) -> int:
@@ -222,41 +159,6 @@ def _source_resources(runner: TaskRunner, config: CurateConfig):
     return resources(runner, _source_cpus(config), config.cluster.analyze_gpus if config.analyze else 0.0)
 
 
-def _record_sources(
-    splitting: dict[PrefectFuture, list[Acquired]],
-    catalog: Catalog,
-    work: Path,
-    config: CurateConfig,
-    progress: RunProgress,
-    stats: dict,
-    logger,
-) -> None:
-    """Record each curated source and its clips as its task finishes; an unexpected error costs
-    one source (a lost task run, its batch)."""
-    for future in as_completed(list(splitting)):
-        batch = splitting[future]
-        results = _outcome(future)
-        if isinstance(results, BaseException):
-            logger.error("a source task failed: %r", results)
-            results = [Rejection(Reason.INTERNAL_ERROR, f"{type(results).__name__}: {results}") for _ in batch]
-        for got, result in zip(batch, results, strict=True):
-            if isinstance(result, SourceResult):
-                catalog.record_source(got.input, result)
-                stats["new_clips"] += len(result.clips)
-                stats["written_clips"] += sum(c.path is not None for c in result.clips)
-                stats["analyzed_clips"] += sum("analyzed" in c.metrics for c in result.clips)
-                _add_seconds(stats, result.seconds)
-                progress.clips_done(sum(c.rejected is None for c in result.clips))
-            else:
-                catalog.record_rejected_source(got.input, got.source_id, got.path, got.size_bytes, result.reason,
-                                               result.detail, result.facts)  # fmt: skip
-            _record_acquired_input(catalog, got)
-            catalog.record_fetch(got.input, got.source_id, got.provenance)
-            _drop_download(got, work, config)
-            stats["new_sources"] += 1
-            progress.input_done()
-
-
 def _analyze_clips(
     runner: TaskRunner, catalog: Catalog, work: Path, config: CurateConfig, stats: dict, logger
 ) -> None:
@@ -264,16 +166,16 @@ def _analyze_clips(
     per worker); an unexpected error rejects that clip only, a lost task its batch."""
     pending = [dict(row) for row in catalog.clips_to_analyze()]
     size = max(1, min(config.cluster.analyze_batch, math.ceil(len(pending) / (2 * config.workers))))
-    batches = [pending[i : i + size] for i in range(0, len(pending), size)]
     threads = task_threads(runner, config.workers, config.cluster.analyze_cpus)
-    with resources(runner, config.cluster.analyze_cpus, config.cluster.analyze_gpus):
-        futures = {runner.submit(analyze_task, {"clips": b, "workdir": work, "config": config, "threads": threads}): b
-                   for b in batches}  # fmt: skip
-    for future in as_completed(list(futures)):
-        results = _outcome(future)
+
+    def start(clips: list[dict]) -> PrefectFuture:
+        with resources(runner, config.cluster.analyze_cpus, config.cluster.analyze_gpus):
+            return runner.submit(analyze_task, {"clips": clips, "workdir": work, "config": config, "threads": threads})
+
+    def record(clips: list[dict], results: object) -> None:
         if isinstance(results, BaseException):
             logger.error("an analysis task failed: %r", results)
-            results = [ClipFailure(c["clip_id"], f"{type(results).__name__}: {results}") for c in futures[future]]
+            results = [ClipFailure(c["clip_id"], f"{type(results).__name__}: {results}") for c in clips]
         for result in results:
             if isinstance(result, ClipAnalysis):
                 catalog.record_analysis(result.clip_id, result.metrics, result.rejected)
@@ -281,6 +183,11 @@ def _analyze_clips(
             else:
                 catalog.record_analysis(result.clip_id, {"analyzed": True}, Reason.INTERNAL_ERROR, result.error)
             stats["analyzed_clips"] += 1
+
+    analyses = AsCompleted(task_window(runner, config.cluster, config.workers, config.cluster.analyze_cpus), record)
+    for i in range(0, len(pending), size):
+        analyses.submit(pending[i : i + size], start)
+    analyses.drain()
 
 
 def _add_seconds(stats: dict, seconds: dict[str, float]) -> None:
@@ -293,18 +200,20 @@ def _list_urls(
 ) -> list[InputItem]:
     """Replace each URL not done before by what it lists (itself for a video, its entries for a
     playlist, channel or page), in input order, each entry once."""
-    listing: dict[int, PrefectFuture] = {}
-    for index, item in enumerate(items):
-        if item.url and item.refused is None and not catalog.input_done(item.input, None) \
-                and not catalog.is_forgotten(item.input):  # fmt: skip
-            with resources(runner, config.cluster.acquire_cpus):
-                listing[index] = runner.submit(list_task, {"item": item, "config": config})
+
+    def submit(item: InputItem) -> PrefectFuture | None:
+        if not item.url or item.refused is not None or catalog.input_done(item.input, None) \
+                or catalog.is_forgotten(item.input):  # fmt: skip
+            return None
+        with resources(runner, config.cluster.acquire_cpus):
+            return runner.submit(list_task, {"item": item, "config": config})
+
     expanded: list[InputItem] = []
     seen: set[str] = set()
-    for index, item in enumerate(items):
+    window = task_window(runner, config.cluster, config.workers, config.cluster.acquire_cpus)
+    for item, got in in_order(items, submit, window):
         entries = [item]
-        if index in listing:
-            got = _outcome(listing[index])
+        if got is not None:
             if isinstance(got, Listing):
                 entries = got.entries
                 if got.kind == "playlist":
@@ -328,23 +237,11 @@ def _list_urls(
     return expanded
 
 
-def _acquire_new_inputs(
-    runner: TaskRunner,
-    items: list[InputItem],
-    catalog: Catalog,
-    work: Path,
-    config: CurateConfig,
-    progress: RunProgress,
-    stats: dict,
-    logger,
-) -> dict[PrefectFuture, list[InputItem]]:
-    """Submit an acquisition for every input not done, fetched or forgotten before, in input
-    order: a task run per URL (at most `ingest.per_host_concurrency` downloads per host at once,
-    none once free disk space is under `ingest.min_free_gb`: those wait for the next run,
-    rejected as disk_budget), local files in batches (hashing one is cheap)."""
-    acquiring: dict[PrefectFuture, list[InputItem]] = {}
-    per_host: dict[str, list[PrefectFuture]] = {}
-    floor = config.ingest.min_free_gb * 1e9
+def _new_inputs(
+    items: list[InputItem], catalog: Catalog, progress: RunProgress, stats: dict
+) -> list[InputItem]:
+    """The inputs to acquire: not refused, forgotten, done, or fetched before (as another name of
+    a done source); every other one is recorded here."""
     todo: list[InputItem] = []
     for item in items:
         fetched = catalog.archived(item.archive_key) if item.url else None
@@ -363,41 +260,149 @@ def _acquire_new_inputs(
             todo.append(item)
             continue
         progress.input_done()
-    size = _batch_size(config, len(todo))
-    local: list[InputItem] = []
+    return todo
 
-    def submit(batch: list[InputItem]) -> PrefectFuture:
-        with resources(runner, config.cluster.acquire_cpus):
-            future = runner.submit(acquire_task, {"items": batch, "workdir": work, "config": config})
-        acquiring[future] = batch
+
+class _NewSources:
+    """Acquire the new inputs and curate their sources, both under way at once, each a bounded
+    number of task runs at a time (`task_window`): acquisitions are taken in input order (so
+    the first of two identical inputs wins) and their new sources batched into source task
+    runs, each recorded in the catalog as soon as it finishes. So a run of any length holds a
+    few dozen futures, keeps only the downloads of sources in flight (with ingest.keep_sources
+    false), and a crash loses only what was in flight."""
+
+    def __init__(
+        self, runner: TaskRunner, catalog: Catalog, work: Path, config: CurateConfig, progress: RunProgress,
+        stats: dict, logger,
+    ) -> None:  # fmt: skip
+        self.runner, self.catalog, self.work, self.config = runner, catalog, work, config
+        self.progress, self.stats, self.logger = progress, stats, logger
+        self.threads = task_threads(runner, config.workers, _source_cpus(config))
+        window = task_window(runner, config.cluster, config.workers, _source_cpus(config))
+        self.sources = AsCompleted(window, self._record)
+        self.per_host: dict[str, list[PrefectFuture]] = {}
+        self.claimed: dict[str, str] = {}  # source id -> the input that brought it, until the catalog knows it
+        self.batch: list[Acquired] = []
+        self.size = 1
+
+    def run(self, todo: list[InputItem]) -> None:
+        self.size = _batch_size(self.config, len(todo))
+        window = task_window(self.runner, self.config.cluster, self.config.workers, self.config.cluster.acquire_cpus)
+        for items, outcomes in in_order(self._acquisitions(todo), self._acquire, window):
+            self.sources.take_finished()
+            self._take_acquired(items, outcomes)
+        if self.batch:
+            self._submit_sources()
+        self.sources.drain()
+        self.stats["in_flight_peak"] = self.sources.peak
+
+    def _acquisitions(self, todo: list[InputItem]) -> Iterator[list[InputItem]]:
+        """Batches to acquire, in input order: local files `size` at a time (hashing one is cheap),
+        a URL alone (at most `ingest.per_host_concurrency` downloads per host at once). Free disk
+        space is checked just before each download: under `ingest.min_free_gb`, the URL waits for
+        the next run, rejected as disk_budget."""
+        floor = self.config.ingest.min_free_gb * 1e9
+        local: list[InputItem] = []
+        for item in todo:
+            if not item.url:
+                local.append(item)
+                if len(local) >= self.size:
+                    yield local
+                    local = []
+                continue
+            if local:  # keep input order: the local files listed before this URL go first
+                yield local
+                local = []
+            if (free := shutil.disk_usage(self.work).free) < floor:
+                detail = (f"not downloaded: {free / 1e9:.1f} GB free in {self.work}, under ingest.min_free_gb "
+                          f"({self.config.ingest.min_free_gb:g}); free space and rerun to fetch it")  # fmt: skip
+                if not self.stats["disk_budget"]:
+                    self.logger.warning("stopped taking new downloads: %s", detail)
+                self.stats["disk_budget"] += 1
+                self.catalog.record_input(item.input, reason=Reason.DISK_BUDGET, detail=detail)
+                self.progress.input_done()
+                continue
+            yield [item]
+        if local:
+            yield local
+
+    def _acquire(self, items: list[InputItem]) -> PrefectFuture:
+        url = items[0].url
+        if url:
+            _wait_for_host(self.per_host.setdefault(host_of(url), []), self.config.ingest.per_host_concurrency)
+        with resources(self.runner, self.config.cluster.acquire_cpus):
+            future = self.runner.submit(acquire_task, {"items": items, "workdir": self.work, "config": self.config})
+        if url:
+            self.per_host[host_of(url)].append(future)
         return future
 
-    for item in todo:
-        if not item.url:
-            local.append(item)
-            if len(local) >= size:
-                submit(local)
-                local = []
-            continue
-        if local:  # keep input order: the local files listed before this URL go first
-            submit(local)
-            local = []
-        if (free := shutil.disk_usage(work).free) < floor:
-            detail = (f"not downloaded: {free / 1e9:.1f} GB free in {work}, under ingest.min_free_gb "
-                      f"({config.ingest.min_free_gb:g}); free space and rerun to fetch it")  # fmt: skip
-            if not stats["disk_budget"]:
-                logger.warning("stopped taking new downloads: %s", detail)
-            stats["disk_budget"] += 1
-            catalog.record_input(item.input, reason=Reason.DISK_BUDGET, detail=detail)
-            progress.input_done()
-            continue
-        _wait_for_host(per_host.setdefault(host_of(item.url), []), config.ingest.per_host_concurrency)
-        per_host[host_of(item.url)].append(submit([item]))
-    if local:
-        submit(local)
-    if stats["skipped_fetched"]:
-        logger.info("skipped %d entries fetched before (the catalog's archive)", stats["skipped_fetched"])
-    return acquiring
+    def _take_acquired(self, items: list[InputItem], outcomes: object) -> None:
+        """Record each acquisition of a batch; queue every source not done before for curation."""
+        catalog = self.catalog
+        if isinstance(outcomes, BaseException):  # the task itself was lost: every input of it fails
+            outcomes = [Rejection(Reason.DOWNLOAD_FAILED if i.url else Reason.INTERNAL_ERROR,
+                                  f"{type(outcomes).__name__}: {outcomes}") for i in items]  # fmt: skip
+        for item, got in zip(items, outcomes, strict=True):
+            if isinstance(got, Rejection):
+                catalog.record_input(item.input, reason=got.reason, detail=got.detail)
+            else:
+                first = self.claimed.get(got.source_id) or catalog.source_input(got.source_id)
+                taken = got.source_id in self.claimed or catalog.source_done(got.source_id)
+                if catalog.is_forgotten(got.source_id):
+                    catalog.record_input(got.input, source_id=got.source_id, reason=Reason.FORGOTTEN,
+                                         detail="these bytes were forgotten with `anytalker forget`")  # fmt: skip
+                    _drop_download(got, self.work, self.config)
+                elif first is not None and first != got.input and taken:
+                    detail = f"same bytes as {first}"
+                    catalog.record_input(got.input, source_id=got.source_id, reason=Reason.DUPLICATE, detail=detail)
+                    _drop_download(got, self.work, self.config)
+                elif catalog.source_done(got.source_id):
+                    _record_acquired_input(catalog, got)
+                    _drop_download(got, self.work, self.config)
+                    self.stats["skipped_done"] += 1
+                else:
+                    self.claimed[got.source_id] = got.input
+                    self.batch.append(got)
+                    if len(self.batch) >= self.size:
+                        self._submit_sources()
+                    continue
+            self.progress.input_done()
+
+    def _submit_sources(self) -> None:
+        batch, self.batch = self.batch, []
+
+        def start(sources: list[Acquired]) -> PrefectFuture:
+            with _source_resources(self.runner, self.config):
+                job = {"batch": sources, "workdir": self.work, "config": self.config, "threads": self.threads}
+                return self.runner.submit(source_task, job)
+
+        self.sources.submit(batch, start)
+
+    def _record(self, batch: list[Acquired], results: object) -> None:
+        """Record a finished source task: each source and its clips, or its rejection (a lost task
+        run rejects its batch as internal_error)."""
+        catalog, stats = self.catalog, self.stats
+        if isinstance(results, BaseException):
+            self.logger.error("a source task failed: %r", results)
+            results = [Rejection(Reason.INTERNAL_ERROR, f"{type(results).__name__}: {results}") for _ in batch]
+        for got, result in zip(batch, results, strict=True):
+            if isinstance(result, SourceResult):
+                catalog.record_source(got.input, result)
+                stats["new_clips"] += len(result.clips)
+                stats["written_clips"] += sum(c.path is not None for c in result.clips)
+                stats["analyzed_clips"] += sum("analyzed" in c.metrics for c in result.clips)
+                _add_seconds(stats, result.seconds)
+                self.progress.clips_done(sum(c.rejected is None for c in result.clips))
+            else:
+                catalog.record_rejected_source(got.input, got.source_id, got.path, got.size_bytes, result.reason,
+                                               result.detail, result.facts)  # fmt: skip
+            _record_acquired_input(catalog, got)
+            catalog.record_fetch(got.input, got.source_id, got.provenance)
+            _drop_download(got, self.work, self.config)
+            if catalog.source_done(got.source_id):  # from now on the catalog answers for it
+                self.claimed.pop(got.source_id, None)
+            stats["new_sources"] += 1
+            self.progress.input_done()
 
 
 def _wait_for_host(in_flight: list[PrefectFuture], limit: int) -> None:

@@ -9,7 +9,8 @@ import base64
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tasks.curation.report_images import contact_sheet, score_histograms
+from tasks.catalog import Catalog
+from tasks.curation.report_images import CONTACT_SHEET_PER_VERDICT, HISTOGRAM_KEYS, contact_sheet, score_histograms
 from tasks.workdir import reports_dir
 
 
@@ -91,26 +92,31 @@ def _image_markdown(title: str, png: bytes) -> str:
 MAX_SOURCE_ROWS = 1000  # an artifact is one database row: a million-row table would be one huge row per run
 
 
-def publish_curation_artifacts(report: dict, run: dict, workdir: str) -> None:
-    """Funnel, summary, score histograms and contact sheet; the PNGs are also kept in WORKDIR/reports."""
-    counts = report["counts"]
+def publish_curation_artifacts(catalog: Catalog, run: dict, workdir: str) -> dict:
+    """Funnel, summary, sources, score histograms and contact sheet; the PNGs are also kept in
+    WORKDIR/reports. Each reads a bounded view of the catalog (counts in SQL, one number per clip
+    for the histograms, the first sources and items), so a catalog of a million sources costs no
+    more memory than the pictures. Returns the counts."""
+    counts = catalog.counts()
     create_table_artifact(key="curation-funnel", table=funnel_rows(counts), description="Curation funnel")
     create_markdown_artifact(key="curation-summary", markdown=summary_markdown(counts, run, workdir),
                              description="Clips accepted and rejected; this run's new work")  # fmt: skip
-    if report.get("sources"):
-        rows = source_rows(report["sources"])
-        shown = f"{MAX_SOURCE_ROWS} of {len(rows)} sources; `anytalker report {workdir}` lists all" \
-            if len(rows) > MAX_SOURCE_ROWS else "Every source"  # fmt: skip
-        create_table_artifact(key="curation-sources", table=rows[:MAX_SOURCE_ROWS],
+    if counts["sources"]:
+        rows = source_rows(catalog.sources(limit=MAX_SOURCE_ROWS))
+        shown = f"{MAX_SOURCE_ROWS} of {counts['sources']} sources; `anytalker report {workdir}` lists all" \
+            if counts["sources"] > MAX_SOURCE_ROWS else "Every source"  # fmt: skip
+        create_table_artifact(key="curation-sources", table=rows,
                               description=f"{shown}, with provenance (for audits and takedowns)")  # fmt: skip
     reports = reports_dir(workdir)
     reports.mkdir(parents=True, exist_ok=True)
+    sample = [i.as_dict() for i in catalog.items(per_verdict=CONTACT_SHEET_PER_VERDICT)]
     for key, title, png in (
-        ("curation-histograms", "Scores by verdict", score_histograms(report["items"])),
-        ("curation-contact-sheet", "Accepted and rejected clips", contact_sheet(report["items"])),
+        ("curation-histograms", "Scores by verdict", score_histograms(catalog.scores(HISTOGRAM_KEYS))),
+        ("curation-contact-sheet", "Accepted and rejected clips", contact_sheet(sample)),
     ):
         (reports / f"{key}.png").write_bytes(png)
         create_markdown_artifact(key=key, markdown=_image_markdown(title, png), description=title)
+    return counts
 
 
 def shard_rows(index: dict) -> list[dict]:

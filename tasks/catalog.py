@@ -347,24 +347,34 @@ class Catalog:
             verdicts,
         ).fetchall()
 
-    def items(self) -> list[ReportItem]:
-        """One item per clip, and one per input or source rejected before splitting."""
+    def items(self, per_verdict: int | None = None) -> list[ReportItem]:
+        """One item per clip, and one per input or source rejected before splitting: those first,
+        then the clips, by input and start. With `per_verdict`, only the first that many accepted
+        and the first that many rejected (what a contact sheet shows, without reading a million rows)."""
+        limit = "" if per_verdict is None else f" LIMIT {int(per_verdict)}"
         items: list[ReportItem] = []
         rows = self._db.execute(
-            "SELECT i.input, i.verdict AS iv, i.reason AS ir, i.detail AS idt, s.verdict AS sv, s.reason AS sr,"
-            " s.detail AS sdt, s.probe, s.input AS first_input FROM inputs i"
-            " LEFT JOIN sources s ON s.source_id = i.source_id ORDER BY i.input"
+            "SELECT i.input, i.verdict AS iv, i.reason AS ir, i.detail AS idt, s.reason AS sr, s.detail AS sdt, s.probe"
+            " FROM inputs i LEFT JOIN sources s ON s.source_id = i.source_id"
+            f" WHERE i.verdict = '{REJECTED}' OR (s.verdict = '{REJECTED}' AND s.input = i.input)"
+            " ORDER BY i.input" + limit
         ).fetchall()
         for r in rows:
             if r["iv"] == REJECTED:
                 items.append(ReportItem(r["input"], None, None, None, REJECTED, r["ir"], {"detail": r["idt"]}))
-            elif r["sv"] == REJECTED and r["first_input"] == r["input"]:
+            else:
                 facts = {"detail": r["sdt"], **json.loads(r["probe"] or "{}")}
                 items.append(ReportItem(r["input"], None, None, None, REJECTED, r["sr"], facts))
-        clips = self._db.execute(
+        query = (
             "SELECT c.*, s.input AS input, s.path AS source_path FROM clips c JOIN sources s USING (source_id)"
-            " ORDER BY s.input, c.start_s"
-        ).fetchall()
+            " WHERE c.verdict IN ({}) ORDER BY s.input, c.start_s" + limit
+        )
+        if per_verdict is None:
+            clips = self._db.execute(query.format(f"'{ACCEPTED}', '{REJECTED}'")).fetchall()
+        else:
+            wanted = per_verdict - len(items)  # rejected clips come after the inputs rejected before splitting
+            clips = self._db.execute(query.format(f"'{ACCEPTED}'")).fetchall()
+            clips += self._db.execute(query.format(f"'{REJECTED}'")).fetchall()[: max(wanted, 0)]
         for c in clips:
             metrics = json.loads(c["metrics"])
             if c["detail"]:
@@ -373,22 +383,35 @@ class Catalog:
                 metrics["path"] = c["path"]
             else:  # not encoded (rejected by analysis): where to see it
                 metrics["source_path"] = c["source_path"]
-            items.append(ReportItem(c["input"], c["clip_id"], c["start_s"], c["end_s"], c["verdict"], c["reason"], metrics))
+            items.append(
+                ReportItem(c["input"], c["clip_id"], c["start_s"], c["end_s"], c["verdict"], c["reason"], metrics)
+            )
         return items
 
-    def counts(self, items: list[ReportItem] | None = None) -> dict:
-        items = self.items() if items is None else items
+    def counts(self) -> dict:
+        """Inputs, sources, clips, items (as `items` lists them) by verdict and reason: counted in
+        SQL, so the end of a run over a million sources reads no row into memory."""
         one = lambda sql: self._db.execute(sql).fetchone()[0]  # noqa: E731
-        by_reason = Counter(i.reason for i in items if i.verdict == REJECTED)
+        rejected_before = (
+            f"SELECT i.reason AS reason FROM inputs i WHERE i.verdict = '{REJECTED}' UNION ALL"
+            " SELECT s.reason FROM inputs i JOIN sources s ON s.source_id = i.source_id"
+            f" WHERE i.verdict IS NOT '{REJECTED}' AND s.verdict = '{REJECTED}' AND s.input = i.input"
+        )
+        by_reason = dict(self._db.execute(
+            f"SELECT reason, COUNT(*) FROM ({rejected_before} UNION ALL SELECT c.reason FROM clips c"
+            f" JOIN sources s USING (source_id) WHERE c.verdict = '{REJECTED}') GROUP BY reason ORDER BY reason"
+        ).fetchall())  # fmt: skip
+        accepted = one(f"SELECT COUNT(*) FROM clips JOIN sources USING (source_id) WHERE clips.verdict = '{ACCEPTED}'")
+        rejected = sum(by_reason.values())
         stage2 = self._db.execute("SELECT verdict, reason FROM stage2").fetchall()
         return {
             "inputs": one("SELECT COUNT(*) FROM inputs"),
             "sources": one("SELECT COUNT(*) FROM sources"),
             "clips": one("SELECT COUNT(*) FROM clips"),
-            "items": len(items),
-            "accepted": sum(i.verdict == ACCEPTED for i in items),
-            "rejected": sum(i.verdict == REJECTED for i in items),
-            "rejected_by_reason": dict(sorted(by_reason.items())),
+            "items": accepted + rejected,
+            "accepted": accepted,
+            "rejected": rejected,
+            "rejected_by_reason": by_reason,
             "stage2": {
                 "accepted": sum(r["verdict"] == ACCEPTED for r in stage2),
                 "rejected_by_reason": dict(sorted(Counter(r["reason"] for r in stage2 if r["reason"]).items())),
@@ -398,21 +421,33 @@ class Catalog:
             ),
         }
 
+    def scores(self, keys: tuple[str, ...]) -> dict[str, dict[str, list[float]]]:
+        """Each metric in `keys` of every clip that has it, by verdict: what the histograms plot
+        (one number per clip and key read, not whole rows)."""
+        found: dict[str, dict[str, list[float]]] = {k: {ACCEPTED: [], REJECTED: []} for k in keys}
+        columns = ", ".join(f"json_extract(metrics, '$.{k}')" for k in keys)
+        for verdict, *values in self._db.execute(f"SELECT verdict, {columns} FROM clips"):
+            for key, value in zip(keys, values, strict=True):
+                if value is not None and verdict in found[key]:
+                    found[key][verdict].append(value)
+        return found
+
     def provenance(self) -> dict[str, dict]:
         """Source id -> where its bytes came from."""
         return {r["source_id"]: json.loads(r["facts"]) for r in self._db.execute("SELECT * FROM provenance")}
 
-    def sources(self) -> list[dict]:
-        """One row per source: its first input, verdict, clip counts and provenance."""
-        provenance = self.provenance()
+    def sources(self, limit: int | None = None) -> list[dict]:
+        """One row per source (the first `limit` by input): its first input, verdict, clip counts
+        and provenance."""
         rows = self._db.execute(
-            "SELECT s.source_id, s.input, s.verdict, s.reason,"
+            "SELECT s.source_id, s.input, s.verdict, s.reason, p.facts,"
             " SUM(c.verdict = 'accepted') AS accepted, COUNT(c.clip_id) AS clips"
-            " FROM sources s LEFT JOIN clips c USING (source_id) GROUP BY s.source_id ORDER BY s.input"
+            " FROM sources s LEFT JOIN clips c USING (source_id) LEFT JOIN provenance p USING (source_id)"
+            " GROUP BY s.source_id ORDER BY s.input" + ("" if limit is None else f" LIMIT {int(limit)}")
         ).fetchall()
         return [
             {"source_id": r["source_id"], "input": r["input"], "verdict": r["verdict"], "reason": r["reason"],
-             "clips": r["clips"], "accepted": r["accepted"] or 0, "provenance": provenance.get(r["source_id"], {})}
+             "clips": r["clips"], "accepted": r["accepted"] or 0, "provenance": json.loads(r["facts"] or "{}")}
             for r in rows
         ]  # fmt: skip
 
@@ -423,9 +458,10 @@ class Catalog:
         ]
 
     def report(self) -> dict:
+        """Everything: counts and every item, source and listing (`anytalker report`)."""
         items = self.items()
         return {
-            "counts": self.counts(items),
+            "counts": self.counts(),
             "items": [i.as_dict() for i in items],
             "sources": self.sources(),
             "listings": self.listings(),

@@ -311,6 +311,11 @@ class ClusterConfig(_Section):
         "fewer Prefect API calls and database rows for many small sources; batches are made smaller so that every "
         "worker gets at least two.",
     )
+    in_flight: int = Field(
+        0, ge=0, description="Task runs of each kind (listings, acquisitions, source curations) submitted at once "
+        "and not yet recorded; 0: twice what the local pool or the Ray cluster (its CPUs at the start) can run. "
+        "Each one in flight holds its downloads on disk; finished ones are recorded as they come.",
+    )
     analyze_batch: int = Field(
         16, ge=1, description="Clips written before without analysis (a run with analyze: false) analysed in one "
         "task at most, when a later run analyses them; batches are made smaller so that every worker gets two.",

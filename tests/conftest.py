@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -203,6 +203,7 @@ class LocalSite:
         self.bytes_sent = 0  # body bytes written to clients (what a client reads before hanging up)
         self.max_in_flight = 0  # distinct media files served at once, at most (one download may overlap
         # its own requests: yt-dlp's probe of a file is still being answered when the download starts)
+        self.on_media: Callable[[str], None] | None = None  # called with the path as each media request comes in
         lock = threading.Lock()
         site = self
 
@@ -227,6 +228,8 @@ class LocalSite:
                 path = self.path.split("?")[0]
                 media = path.endswith(".mp4")
                 if media:
+                    if site.on_media is not None:
+                        site.on_media(path)
                     with lock:
                         site.in_flight[path] = site.in_flight.get(path, 0) + 1
                         site.max_in_flight = max(site.max_in_flight, sum(n > 0 for n in site.in_flight.values()))

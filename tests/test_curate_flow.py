@@ -6,6 +6,7 @@ import json
 import shutil
 import sqlite3
 import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,7 @@ def test_bad_inputs_end_rejected_and_the_flow_completes(prefect_server, tmp_path
 
     with Catalog(work) as catalog:
         report = catalog.report()
+        samples = {n: [i.as_dict() for i in catalog.items(per_verdict=n)] for n in (2, 9)}
     by_input: dict[str, list[dict]] = {}
     for item in report["items"]:
         by_input.setdefault(Path(item["source"]).name if "://" not in item["source"] else item["source"], []).append(item)
@@ -81,6 +83,13 @@ def test_bad_inputs_end_rejected_and_the_flow_completes(prefect_server, tmp_path
 
     counts = report["counts"]
     assert counts["inputs"] == 11 and counts["items"] == counts["accepted"] + counts["rejected"]
+    # the counts (in SQL) are those of the items, and a sample (the contact sheet's) is their first of each verdict
+    by_verdict = {v: [i for i in report["items"] if i["verdict"] == v] for v in ("accepted", "rejected")}
+    assert counts["items"] == len(report["items"]) and counts["accepted"] == len(by_verdict["accepted"])
+    assert counts["rejected_by_reason"] == dict(sorted(Counter(i["reason"] for i in by_verdict["rejected"]).items()))
+    for n, sample in samples.items():
+        assert [i for i in sample if i["verdict"] == "accepted"] == by_verdict["accepted"][:n]
+        assert [i for i in sample if i["verdict"] == "rejected"] == by_verdict["rejected"][:n]
     assert counts["accepted"] == 4 and counts["rejected_by_reason"]["too_short"] == 1
     assert result["counts"] == counts
     assert not list(work.rglob("*.part"))

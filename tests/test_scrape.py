@@ -20,6 +20,7 @@ from tasks.curation.manifest import read_manifest, site_url
 from tasks.curation.scrape import classify
 from tasks.curation.takedown import forget
 from tasks.records import Reason
+from tasks.workdir import downloads_dir
 
 FRAME = 1 / 25
 
@@ -197,6 +198,35 @@ def test_disk_budget_keep_sources_and_forget(prefect_server, site: LocalSite, ta
         assert db.execute("SELECT COUNT(*) FROM clips WHERE source_id = ?", (gone["source_id"],)).fetchone()[0] == 0
         counted = db.execute("SELECT COUNT(*) FROM inputs").fetchone()[0]
     assert counted == len(items) == 3  # inputs in = accepted + rejected
+
+
+@pytest.mark.slow
+def test_a_long_scrape_records_as_it_goes_and_keeps_only_the_downloads_in_flight(
+    prefect_server, site: LocalSite, tmp_path: Path
+) -> None:
+    """The flow keeps a bounded number of task runs in flight, not one per input: a source is
+    recorded, and its download dropped, while later ones download."""
+    names = [f"t{i}.mp4" for i in range(8)]
+    for i, name in enumerate(names):
+        make_video(site.root / name, 3.0 + 0.25 * i, size="160x120")
+    page = _page(site, "many.html", names)
+    work = tmp_path / "work"
+    on_disk: list[int] = []  # downloads in the work directory as each media request comes in
+    site.on_media = lambda _: on_disk.append(len(list(downloads_dir(work).glob("*"))))
+    config = tmp_path / "window.yaml"
+    config.write_text(json.dumps({
+        "analyze": False, "workers": 1, "cluster": {"in_flight": 2, "sources_per_task": 1},
+        "ingest": {"keep_sources": False, "download_retries": 1, "download_timeout_s": 10},
+    }))  # fmt: skip
+
+    result = curate([page], str(work), str(config))
+
+    assert result["run"]["new_sources"] == 8 and result["counts"]["accepted"] == 8
+    # two acquisitions and two source tasks in flight at most, each with its one download (with
+    # every acquisition submitted up front, all 8 download before any source is curated: 7 on disk)
+    assert on_disk and max(on_disk) <= 4, on_disk
+    assert result["run"]["in_flight_peak"] == 2
+    assert not [p for p in downloads_dir(work).rglob("*") if p.is_file()]
 
 
 @pytest.mark.slow

@@ -10,11 +10,13 @@ import cv2
 import numpy as np
 
 HISTOGRAMS = (("sync_confidence", "sync confidence"), ("face_size_px", "face size (px)"), ("sharpness", "sharpness"))
+HISTOGRAM_KEYS = tuple(key for key, _ in HISTOGRAMS)
+CONTACT_SHEET_PER_VERDICT = 12
 TILE = 144
 
 
-def score_histograms(items: list[dict]) -> bytes:
-    """One PNG: a histogram per score, accepted and rejected clips stacked."""
+def score_histograms(scores: dict[str, dict[str, list[float]]]) -> bytes:
+    """One PNG: a histogram per score (`Catalog.scores(HISTOGRAM_KEYS)`), accepted and rejected clips stacked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,10 +24,7 @@ def score_histograms(items: list[dict]) -> bytes:
 
     fig, axes = plt.subplots(1, len(HISTOGRAMS), figsize=(4 * len(HISTOGRAMS), 3), dpi=90)
     for ax, (key, label) in zip(axes, HISTOGRAMS, strict=True):
-        groups = [
-            [i["metrics"][key] for i in items if i["verdict"] == verdict and key in i["metrics"]]
-            for verdict in ("accepted", "rejected")
-        ]
+        groups = [scores.get(key, {}).get(verdict, []) for verdict in ("accepted", "rejected")]
         if any(groups):
             ax.hist(groups, bins=15, stacked=True, color=["#3a9d5d", "#c9473f"], label=["accepted", "rejected"])
         ax.set_title(label)
@@ -63,7 +62,7 @@ def _thumbnail(item: dict) -> np.ndarray:
     return tile
 
 
-def contact_sheet(items: list[dict], per_verdict: int = 12, columns: int = 6) -> bytes:
+def contact_sheet(items: list[dict], per_verdict: int = CONTACT_SHEET_PER_VERDICT, columns: int = 6) -> bytes:
     """One PNG: up to `per_verdict` accepted, then rejected items, each with its verdict or reason."""
     chosen = [i for i in items if i["verdict"] == "accepted"][:per_verdict]
     chosen += [i for i in items if i["verdict"] != "accepted"][:per_verdict]
