@@ -74,19 +74,24 @@ def task_threads(runner: TaskRunner, workers: int, cpus: float) -> int:
     return max(1, int(cpus))
 
 
+WINDOW = 64  # task runs of one kind in flight by default, at least (benchmarks/curate_scale.py, README)
+
+
 def task_window(runner: TaskRunner, cluster: ClusterConfig, workers: int, cpus: float) -> int:
     """How many task runs of one kind a flow keeps submitted and not yet taken (`flows.in_flight`):
-    `cluster.in_flight` when set, else twice what can run at once, so that a worker finds the
-    next task queued while the flow records the last: on the local pool twice `workers`, on Ray
-    twice the cluster's CPUs over `cpus` (the CPUs each such task asks for), counted at the start.
-    An autoscaling cluster grows on queued tasks: set `cluster.in_flight` to what its largest size can run."""
+    `cluster.in_flight` when set, else WINDOW or twice what can run at once, whichever is larger
+    (on the local pool twice `workers`, on Ray twice the cluster's CPUs over `cpus`, the CPUs each
+    such task asks for, counted at the start). Measured on the local pool: with only twice the
+    workers queued, the workers idled twice as long between task runs (each one's start waits on
+    Prefect's API) as with every task run submitted; with 64 nearly as little. An autoscaling
+    cluster grows on queued tasks: set `cluster.in_flight` to what its largest size can run."""
     if cluster.in_flight:
         return cluster.in_flight
     if isinstance(runner, ThreadPoolTaskRunner):
-        return 2 * workers
+        return max(WINDOW, 2 * workers)
     import ray
 
-    return max(2 * workers, 2 * int(ray.cluster_resources().get("CPU", 0) / cpus))
+    return max(WINDOW, 2 * workers, 2 * int(ray.cluster_resources().get("CPU", 0) / cpus))
 
 
 @contextmanager

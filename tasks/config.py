@@ -313,8 +313,9 @@ class ClusterConfig(_Section):
     )
     in_flight: int = Field(
         0, ge=0, description="Task runs of each kind (listings, acquisitions, source curations) submitted at once "
-        "and not yet recorded; 0: twice what the local pool or the Ray cluster (its CPUs at the start) can run. "
-        "Each one in flight holds its downloads on disk; finished ones are recorded as they come.",
+        "and not yet recorded; 0: 64, or twice what the local pool or the Ray cluster (its CPUs at the start) can "
+        "run where that is more. Each one in flight holds its downloads on disk; finished ones are recorded as they "
+        "come.",
     )
     analyze_batch: int = Field(
         16, ge=1, description="Clips written before without analysis (a run with analyze: false) analysed in one "
