@@ -62,9 +62,6 @@ class AsCompleted(Generic[J]):
         self._finished: queue.SimpleQueue[PrefectFuture] = queue.SimpleQueue()
         self.peak = 0
 
-    def __len__(self) -> int:
-        return len(self._jobs)
-
     def submit(self, job: J, start: Callable[[J], PrefectFuture]) -> None:
         self.take_finished()
         while len(self._jobs) >= self.window:

@@ -103,6 +103,14 @@ ACCEPTED = "accepted"
 REJECTED = "rejected"
 
 
+# Inputs that end as an item of their own, rejected before splitting: the input itself was
+# rejected, or it is the first input of a source rejected for what its bytes are.
+_REJECTED_BEFORE_SPLIT = (
+    "FROM inputs i LEFT JOIN sources s ON s.source_id = i.source_id"
+    f" WHERE i.verdict = '{REJECTED}' OR (s.verdict = '{REJECTED}' AND s.input = i.input)"
+)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -355,9 +363,7 @@ class Catalog:
         items: list[ReportItem] = []
         rows = self._db.execute(
             "SELECT i.input, i.verdict AS iv, i.reason AS ir, i.detail AS idt, s.reason AS sr, s.detail AS sdt, s.probe"
-            " FROM inputs i LEFT JOIN sources s ON s.source_id = i.source_id"
-            f" WHERE i.verdict = '{REJECTED}' OR (s.verdict = '{REJECTED}' AND s.input = i.input)"
-            " ORDER BY i.input" + limit
+            f" {_REJECTED_BEFORE_SPLIT} ORDER BY i.input" + limit
         ).fetchall()
         for r in rows:
             if r["iv"] == REJECTED:
@@ -393,9 +399,8 @@ class Catalog:
         SQL, so the end of a run over a million sources reads no row into memory."""
         one = lambda sql: self._db.execute(sql).fetchone()[0]  # noqa: E731
         rejected_before = (
-            f"SELECT i.reason AS reason FROM inputs i WHERE i.verdict = '{REJECTED}' UNION ALL"
-            " SELECT s.reason FROM inputs i JOIN sources s ON s.source_id = i.source_id"
-            f" WHERE i.verdict IS NOT '{REJECTED}' AND s.verdict = '{REJECTED}' AND s.input = i.input"
+            f"SELECT CASE WHEN i.verdict = '{REJECTED}' THEN i.reason ELSE s.reason END AS reason"
+            f" {_REJECTED_BEFORE_SPLIT}"
         )
         by_reason = dict(self._db.execute(
             f"SELECT reason, COUNT(*) FROM ({rejected_before} UNION ALL SELECT c.reason FROM clips c"
