@@ -14,8 +14,8 @@ overhead per source (flow minus plain work), rows and bytes per source in Prefec
 in the catalog, the time of the end-of-run report, and all of it extrapolated to 1 M sources.
 
 Each flow runs in a process of its own, which samples its resident memory: how much the flow
-process grows over the run (futures and results held), and when the first and the last source
-reached the catalog. With --baseline, REV's flow (a git worktree) runs the same sources first,
+process grows per source while it records sources (the fixed cost of the run's end kept apart),
+and when the first and the last source reached the catalog. With --baseline, REV's flow (a git worktree) runs the same sources first,
 on the same server, for a before/after of those figures within one run.
 """
 
@@ -53,7 +53,7 @@ stop = threading.Event()
 
 def sample():
     while not stop.wait(0.2):
-        samples.append((time.time() - started, rss()))
+        samples.append((round(time.time() - started, 2), rss()))
 
 started = time.time()
 threading.Thread(target=sample, daemon=True).start()
@@ -61,10 +61,7 @@ result = curate([sys.argv[1]], sys.argv[2], sys.argv[3])
 seconds = time.time() - started
 stop.set()
 samples.append((seconds, rss()))
-half = min(samples, key=lambda s: abs(s[0] - seconds / 2))[1]
-late = max(r for t, r in samples if t >= 0.9 * seconds)
-print("RESULT " + json.dumps({"started": started, "seconds": seconds, "rss_before": before,
-                              "rss_peak": max(r for _, r in samples), "rss_half": half, "rss_late": late,
+print("RESULT " + json.dumps({"started": started, "seconds": seconds, "rss_before": before, "samples": samples,
                               "counts": result["counts"], "run": result["run"]}))
 """
 
@@ -96,8 +93,8 @@ def db_bytes(db: Path) -> int:
 
 def run_flow(tree: Path, sources: Path, work: Path, config: Path) -> dict:
     """The curate flow of the code in `tree` on `sources`, in a process of its own (FLOW_RUN): its
-    wall time, resident memory before and at its peak, counts and run statistics, and when its
-    first and last sources were recorded in the catalog (seconds into the run)."""
+    wall time, counts and run statistics, when its first and last sources were recorded in the
+    catalog (seconds into the run), and its resident memory while it recorded them (`memory`)."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     done = subprocess.run([sys.executable, "-c", FLOW_RUN, str(sources), str(work), str(config)], cwd=tree, env=env,
                           capture_output=True, text=True)  # fmt: skip
@@ -106,27 +103,42 @@ def run_flow(tree: Path, sources: Path, work: Path, config: Path) -> dict:
         raise SystemExit(f"the flow run in {tree} failed:\n{done.stderr[-3000:]}")
     result = json.loads(lines[-1][len("RESULT ") :])
     with sqlite3.connect(work / "catalog.sqlite") as db:
-        first, last = db.execute("SELECT MIN(updated_at), MAX(updated_at) FROM sources").fetchone()
-    at = lambda stamp: datetime.fromisoformat(stamp).timestamp() - result["started"]  # noqa: E731
-    result["recorded"] = (at(first), at(last)) if first else (float("nan"), float("nan"))
+        stamps = [row[0] for row in db.execute("SELECT updated_at FROM sources ORDER BY updated_at")]
+    recorded = [datetime.fromisoformat(stamp).timestamp() - result["started"] for stamp in stamps]
+    result["recorded"] = (recorded[0], recorded[-1]) if recorded else (float("nan"), float("nan"))
+    result["memory"] = memory(result, recorded)
     return result
 
 
-def per_source_growth(run: dict, n: int) -> float:
-    """Bytes the flow process grows by per source in the second half of its run (from the sample
-    nearest half its wall time to the largest of its last tenth), past the fixed cost of a first
-    flow run: what a longer run would add."""
-    return (run["rss_late"] - run["rss_half"]) / (n / 2)
+def memory(run: dict, recorded: list[float]) -> dict:
+    """The flow process's resident memory: before the run, when half its sources were recorded,
+    when the last one was, at the end of the run and at its peak; and the growth per source
+    between the half and the last (what a longer run adds per source).
+
+    The end of the run (the report: its imports, histograms and contact sheet) is a fixed cost
+    and is kept out of the growth. An earlier version took the growth from the run's last tenth,
+    end included, so 50-60 MB of the end read as 45-51 kB per source on 2,000 sources."""
+    samples = run["samples"]
+    at = lambda t: min(samples, key=lambda s: abs(s[0] - t))[1]  # noqa: E731
+    if not recorded:
+        return {"before": run["rss_before"], "peak": max(r for _, r in samples)}
+    half, last = at(recorded[len(recorded) // 2]), at(recorded[-1])
+    between = len(recorded) - 1 - len(recorded) // 2
+    return {"before": run["rss_before"], "half": half, "last": last, "end": samples[-1][1],
+            "peak": max(r for _, r in samples), "per_source": (last - half) / max(1, between)}  # fmt: skip
 
 
 def describe_flow(name: str, run: dict, n: int) -> None:
     first, last = run["recorded"]
     peak = run["run"].get("in_flight_peak", "all of them")
-    print(f"{name}: {run['seconds']:.1f} s, {1000 * run['seconds'] / n:.0f} ms per source; flow process "
-          f"{run['rss_before'] / 1e6:.0f} MB before, {run['rss_half'] / 1e6:.0f} MB half-way, {run['rss_late'] / 1e6:.0f} MB "
-          f"at the end ({per_source_growth(run, n) / 1e3:.1f} kB per source in the second half), peak "
-          f"{run['rss_peak'] / 1e6:.0f} MB; sources recorded from {first:.0f} s to {last:.0f} s into the run; "
-          f"source task runs submitted and not yet recorded, at most: {peak}")  # fmt: skip
+    print(f"{name}: {run['seconds']:.1f} s, {1000 * run['seconds'] / n:.0f} ms per source; sources recorded from "
+          f"{first:.0f} s to {last:.0f} s into the run; source task runs submitted and not yet recorded, at most: {peak}")
+    mem = {k: v / 1e6 for k, v in run["memory"].items()}
+    if "half" in mem:
+        print(f"  flow process: {mem['before']:.0f} MB before, {mem['half']:.0f} MB when half the sources were "
+              f"recorded, {mem['last']:.0f} MB at the last ({1e3 * mem['per_source']:.1f} kB per source between), "
+              f"{mem['end']:.0f} MB after the end of the run (+{mem['end'] - mem['last']:.0f} MB, a fixed cost), peak "
+              f"{mem['peak']:.0f} MB")  # fmt: skip
 
 
 def bare(files: list[Path], workdir: Path, workers: int) -> float:
@@ -220,8 +232,8 @@ def main() -> None:
           f"catalog {catalog_bytes * scale / 1e9:.2f} GB, orchestration {overhead * MILLION / 3600:.0f} wall-hours at "
           f"{args.workers} workers, a rerun that skips everything {rerun_per * MILLION / 3600:.1f} h, "
           f"the flow's end-of-run counts {counts_s * scale:.0f} s, the flow process's growth "
-          f"{per_source_growth(result, n) * MILLION / 1e9:.1f} GB"
-          + ("" if baseline is None else f" (baseline {per_source_growth(baseline, n) * MILLION / 1e9:.1f} GB)"))  # fmt: skip
+          f"{result['memory'].get('per_source', float('nan')) * MILLION / 1e9:.1f} GB"
+          + ("" if baseline is None else f" (baseline {baseline['memory'].get('per_source', float('nan')) * MILLION / 1e9:.1f} GB)"))  # fmt: skip
 
 
 if __name__ == "__main__":

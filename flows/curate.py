@@ -23,7 +23,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner
 
 from flows.events import curation_updated
-from flows.in_flight import AsCompleted, in_order
+from flows.in_flight import AsCompleted, forget, in_order
 from flows.progress import RunProgress
 from flows.reporting import publish_curation_artifacts
 from flows.runners import check_cluster, resources, task_runner, task_threads, task_window
@@ -230,6 +230,7 @@ def _list_urls(
                 reason, detail = (got.reason, got.detail) if isinstance(got, Rejection) else (
                     Reason.DOWNLOAD_FAILED, f"{type(got).__name__}: {got}")  # fmt: skip
                 entries = [InputItem(item.input, refused=reason, detail=detail)]
+            forget(got)
         for entry in entries:
             if entry.input not in seen:
                 seen.add(entry.input)
@@ -337,8 +338,10 @@ class _NewSources:
         return future
 
     def _take_acquired(self, items: list[InputItem], outcomes: object) -> None:
-        """Record each acquisition of a batch; queue every source not done before for curation."""
+        """Record each acquisition of a batch; queue every source not done before for curation
+        (which stays linked to its acquisition until its own task run is taken: `forget`)."""
         catalog = self.catalog
+        queued: list[Acquired] = []
         if isinstance(outcomes, BaseException):  # the task itself was lost: every input of it fails
             outcomes = [Rejection(Reason.DOWNLOAD_FAILED if i.url else Reason.INTERNAL_ERROR,
                                   f"{type(outcomes).__name__}: {outcomes}") for i in items]  # fmt: skip
@@ -363,10 +366,12 @@ class _NewSources:
                 else:
                     self.claimed[got.source_id] = got.input
                     self.batch.append(got)
+                    queued.append(got)
                     if len(self.batch) >= self.size:
                         self._submit_sources()
                     continue
             self.progress.input_done()
+        forget(outcomes, keep=queued)
 
     def _submit_sources(self) -> None:
         batch, self.batch = self.batch, []

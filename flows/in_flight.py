@@ -4,16 +4,24 @@ A flow that submits every task run up front holds a future per input (a million,
 inputs), and one that reads outcomes only after the last submission records nothing until
 then: a crash loses every finished result, and downloads meant to be dropped once recorded
 pile up on disk. With a window, the flow holds a few dozen futures and records as it goes.
+
+Prefect also keeps, for the whole flow run, the state of every task result it handed back (and
+of each item of a returned list), so that a result passed on to another task records the
+dependency (FlowRunContext.run_results; PrefectHQ/prefect#12668). `forget` drops those links
+once a result has been recorded and whatever it fed has been submitted, so a run of any
+length holds links for the task runs in flight only.
 """
 
 from __future__ import annotations
 
 import queue
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Generic, TypeVar
 
+from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
+from prefect.utilities.collections import visit_collection
 
 J = TypeVar("J")
 
@@ -24,6 +32,22 @@ def outcome(future: PrefectFuture) -> object:
     if future.state.is_completed():
         return future.result()
     return future.state.result(raise_on_failure=False)
+
+
+def forget(value: object, keep: Collection[object] = ()) -> None:
+    """Drop the flow run's links from `value` (a task's result or inputs) and, for a collection,
+    from its items, to the task run states they came from: the same depth at which Prefect
+    links a result when its task run completes. Items in `keep` stay linked (passed on later)."""
+    context = FlowRunContext.get()
+    if context is None:
+        return
+    kept = {id(k) for k in keep}
+
+    def drop(obj: object) -> None:
+        if id(obj) not in kept:
+            context.run_results.pop(id(obj), None)
+
+    visit_collection(value, visit_fn=drop, return_data=False, max_depth=1)
 
 
 def in_order(
@@ -53,7 +77,8 @@ class AsCompleted(Generic[J]):
 
     `submit` first takes finished ones, waiting for one while the window is full; `take_finished`
     takes those finished by now without waiting; `drain` waits for the rest. `take` is called on
-    the flow's thread, once per task run, with its job and outcome."""
+    the flow's thread, once per task run, with its job and outcome; then both are forgotten
+    (`forget`)."""
 
     def __init__(self, window: int, take: Callable[[J, object], None]) -> None:
         self.window = window
@@ -84,4 +109,7 @@ class AsCompleted(Generic[J]):
             self._take_one(self._finished.get())
 
     def _take_one(self, future: PrefectFuture) -> None:
-        self._take(self._jobs.pop(future), outcome(future))
+        job, result = self._jobs.pop(future), outcome(future)
+        self._take(job, result)
+        forget(job)
+        forget(result)
