@@ -15,8 +15,9 @@ in the catalog, the time of the end-of-run report, and all of it extrapolated to
 
 Each flow runs in a process of its own, which samples its resident memory: how much the flow
 process grows per source while it records sources (the fixed cost of the run's end kept apart),
-and when the first and the last source reached the catalog. With --baseline, REV's flow (a git worktree) runs the same sources first,
-on the same server, for a before/after of those figures within one run.
+and when the first and the last source reached the catalog. With --baseline, REV's flow (a git
+worktree) runs the same sources first, on the same server, for a before/after of those figures
+within one run.
 """
 
 from __future__ import annotations
