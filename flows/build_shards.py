@@ -29,12 +29,13 @@ from tasks.dataset.stage2.store import record_result, stored_results
 from tasks.dataset.stage2.ties import MultiPersonResult, analyze_multiperson, is_candidate
 
 
-@task(name="stage2-clip", tags=["stage2"], persist_result=False)
+# No tags, as in flows/curate.py: a tagged task run waits for a concurrency-slot request first.
+@task(name="stage2-clip", persist_result=False)
 def stage2_task(clip: LibraryClip, config: CurateConfig) -> MultiPersonResult:
     return analyze_multiperson(clip, config)
 
 
-@task(name="render-sample", tags=["shards"], persist_result=False)
+@task(name="render-sample", persist_result=False)
 def render_task(
     planned: PlannedSample, clips: dict[str, LibraryClip], stage2: dict[str, MultiPersonResult], config: CurateConfig
 ) -> EncodedSample:

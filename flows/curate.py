@@ -38,7 +38,10 @@ from tasks.records import Acquired, InputItem, Reason, Rejected, Rejection, Sour
 from tasks.workdir import downloads_dir
 
 
-@task(name="list-url", tags=["ingest"], persist_result=False)
+# The tasks carry no tags: Prefect asks the server for a concurrency slot of each tag before every
+# tagged task run starts, one request at a time per set of tags, and on many small sources that
+# wait was 42% of the workers' time (README, "Curation at scale"). Their names tell them apart.
+@task(name="list-url", persist_result=False)
 def list_task(item: InputItem, config: CurateConfig) -> Listing | Rejection:
     """List one URL flat: a video is one entry, a playlist, channel or page its entries."""
     logger = get_run_logger()
@@ -48,7 +51,7 @@ def list_task(item: InputItem, config: CurateConfig) -> Listing | Rejection:
         return Rejection.of(exc)
 
 
-@task(name="acquire", tags=["ingest"], persist_result=False)
+@task(name="acquire", persist_result=False)
 def acquire_task(items: list[InputItem], workdir: Path, config: CurateConfig) -> list[Acquired | Rejection]:
     """Download (with retries that honour Retry-After) or read, and hash inputs: one URL, or a
     batch of local files (one task run for many cheap hashes)."""
@@ -64,7 +67,7 @@ def acquire_task(items: list[InputItem], workdir: Path, config: CurateConfig) ->
     return done
 
 
-@task(name="curate-source", tags=["split", "analyze"], persist_result=False)
+@task(name="curate-source", persist_result=False)
 def source_task(
     batch: list[Acquired], workdir: Path, config: CurateConfig, threads: int
 ) -> list[SourceResult | Rejection]:
@@ -84,7 +87,7 @@ def source_task(
     return done
 
 
-@task(name="analyze-clips", tags=["analyze"], persist_result=False)
+@task(name="analyze-clips", persist_result=False)
 def analyze_task(
     clips: list[dict], workdir: Path, config: CurateConfig, threads: int
 ) -> list[ClipAnalysis | ClipFailure]:
