@@ -40,7 +40,7 @@ from tasks.workdir import downloads_dir
 
 # The tasks carry no tags: Prefect asks the server for a concurrency slot of each tag before every
 # tagged task run starts, one request at a time per set of tags, and on many small sources that
-# wait was 42% of the workers' time (README, "Curation at scale"). Their names tell them apart.
+# wait was over 40% of the workers' time (README, "Curation at scale"). Their names tell them apart.
 @task(name="list-url", persist_result=False)
 def list_task(item: InputItem, config: CurateConfig) -> Listing | Rejection:
     """List one URL flat: a video is one entry, a playlist, channel or page its entries."""

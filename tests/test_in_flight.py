@@ -104,7 +104,7 @@ def test_task_runs_of_the_per_source_and_per_sample_tasks_ask_the_server_for_no_
 ) -> None:
     """Prefect's task engine asks the server for a concurrency slot of every tag a task run
     carries, one request at a time per set of tags, before the task starts. On 400 small
-    sources that wait was 42% of the workers' time and cost the flow 1.65x its wall time
+    sources that wait was over 40% of the workers' time and cost the flow 1.5-2.0x its wall time
     (README, "Curation at scale"), so the tasks that run per source, per clip batch or per
     sample carry no tags: the task names tell them apart in the UI."""
     from prefect import Task
