@@ -113,11 +113,11 @@ def task_window(runner: TaskRunner, cluster: ClusterConfig, workers: int, cpus: 
     (on the local pool twice `workers`, on Ray twice the cluster's CPUs over `cpus`, the CPUs each
     such task asks for, counted at the start). On the local pool the size costs nothing measurable
     since the tasks carry no tags (400 small sources, a task run each: a window of 4 83.5 s, of 64
-    80.2 and 87.6 s in two runs, every task run submitted 88.2 s); before, each task run's start waited on Prefect's
-    request for tag concurrency slots, and small windows left the workers idle meanwhile (README,
-    "Curation at scale"). 64 leaves a cluster's workers a queue to start from while each task run
-    starts (not measured on a cluster). An autoscaling cluster grows on queued tasks: set
-    `cluster.in_flight` to what its largest size can run."""
+    80.2 and 87.6 s in two runs, every task run submitted 88.2 s); before, each task run's start
+    waited on Prefect's request for tag concurrency slots, and small windows left the workers idle
+    meanwhile (README, "Curation at scale"). 64 leaves a cluster's workers a queue to start from
+    while each task run starts (not measured on a cluster). An autoscaling cluster grows on queued
+    tasks: set `cluster.in_flight` to what its largest size can run."""
     if cluster.in_flight:
         return cluster.in_flight
     if isinstance(runner, ThreadPoolTaskRunner):
