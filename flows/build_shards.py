@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import deque
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.futures import PrefectFuture
 
 from flows.events import shards_published
+from flows.in_flight import forget, in_order
 from flows.progress import RunProgress
 from flows.reporting import publish_shard_artifacts
+from flows.runners import ThreadPool
 from shards.writer import EncodedSample, ShardWriter, encode_sample, write_index
 from tasks.catalog import Catalog
 from tasks.config import CurateConfig, load_config
@@ -87,7 +88,7 @@ def build_shards(
     sides = split_identities({c.identity for c in [*accepted, *candidates]}, config.shards.val_share, seed)
     clips = {c.clip_id: c for c in [*accepted, *candidates]}
 
-    with ThreadPoolTaskRunner(max_workers=config.shards.workers) as runner:
+    with ThreadPool(max_workers=config.shards.workers) as runner:
         stage2 = _stage2(runner, candidates, work, config, logger)
         planned = plan_samples(accepted, stage2, candidates, sides, config, seed)
         sid = set_id(planned, config, seed)
@@ -97,15 +98,16 @@ def build_shards(
             todo = [p for p in planned if p.key not in writer.done_keys]
             progress = RunProgress(len(todo), key="shards-progress", desc="samples", unit="sample",
                                    description="Samples written, in percent")  # fmt: skip
-            window: deque = deque()
             failed: dict[str, str] = {}
-            for p in todo:  # a bounded window of renders in flight, written in plan order
-                window.append((p, runner.submit(render_task, {"planned": p, "clips": clips, "stage2": stage2,
-                                                              "config": config})))  # fmt: skip
-                if len(window) >= 2 * config.shards.workers:
-                    _write_next(window, writer, progress, failed)
-            while window:
-                _write_next(window, writer, progress, failed)
+
+            def render(p: PlannedSample) -> PrefectFuture:
+                return runner.submit(render_task, {"planned": p, "clips": clips, "stage2": stage2, "config": config})
+
+            # a bounded window of renders in flight, written in plan order
+            for p, rendered in in_order(todo, render, 2 * config.shards.workers):
+                _write(p, rendered, writer, failed)
+                forget(rendered)
+                progress.input_done()
             progress.close()
     index = write_index(out, {
         "set_id": sid, "built_from": str(work), "seed": seed, "compose": config.compose.model_dump(mode="json"),
@@ -120,12 +122,14 @@ def build_shards(
     return {"out": out, "set_id": sid, "written": writer.written, "skipped": len(planned) - len(todo), "failed": failed, "index": index}
 
 
-def _write_next(window: deque, writer: ShardWriter, progress: RunProgress, failed: dict[str, str]) -> None:
-    """Write the oldest render; a sample that failed to render is reported, not fatal."""
-    planned, future = window.popleft()
-    try:
-        writer.write(future.result(), planned.split)
-    except Exception as exc:  # noqa: BLE001 - one bad sample must not stop the set
-        failed[planned.key] = f"{type(exc).__name__}: {exc}"
+def _write(planned: PlannedSample, rendered: object, writer: ShardWriter, failed: dict[str, str]) -> None:
+    """Write one render; a sample that failed to render or to write is reported, not fatal."""
+    error = rendered if isinstance(rendered, BaseException) else None
+    if error is None:
+        try:
+            writer.write(rendered, planned.split)
+        except Exception as exc:  # noqa: BLE001 - one bad sample must not stop the set
+            error = exc
+    if error is not None:
+        failed[planned.key] = f"{type(error).__name__}: {error}"
         get_run_logger().error("sample %s failed: %s", planned.key, failed[planned.key])
-    progress.input_done()

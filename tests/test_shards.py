@@ -279,6 +279,29 @@ def test_build_shards_flow_on_real_footage(shared_curated: Path, tmp_path: Path)
     assert event.payload["samples"] == {"train": train["samples"], "val": val["samples"]}
 
 
+
+def test_a_sample_that_fails_to_render_is_reported_and_the_rest_are_written(
+    shared_curated: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """One bad sample must not stop the set: its key and error go to the index's `failed`."""
+    import flows.build_shards as build
+
+    render, calls = build.render_sample, []
+
+    def second_fails(planned, *args, **kwargs):
+        calls.append(planned.key)
+        if len(calls) == 2:
+            raise ValueError("cannot render this one")
+        return render(planned, *args, **kwargs)
+
+    monkeypatch.setattr(build, "render_sample", second_fails)
+    config = tmp_path / "c.yaml"
+    config.write_text("compose:\n  max_uses: 2\nshards:\n  max_samples: 6\n")
+    result = build.build_shards(str(shared_curated), str(tmp_path / "out"), None, 3, str(config))
+    assert result["failed"] == {calls[1]: "ValueError: cannot render this one"}
+    assert result["index"]["failed"] == result["failed"]
+    assert result["written"] == sum(result["index"]["planned"].values()) - 1 > 0
+
 def _stage2_of(clip_path: Path):
     """A 6 s 832x480 two-face clip at 25 fps as a stage-2 candidate (its speech analysed as
     curation would), and its stage-2 result."""
