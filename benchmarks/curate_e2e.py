@@ -14,7 +14,9 @@ Prints footage seconds per wall second per core, footage-hours per core-day, the
 by phase and by stage (summed over workers), how many clips were encoded, whether the runs
 reached the same verdicts, and every clip's verdict. The speech stage runs in the speech worker
 process; its time is wall time seen from the flow. --keep leaves the cheap-checks run's work
-directory in DIR (for `benchmarks/curate_split.py --kept DIR`).
+directory in DIR (for `benchmarks/curate_split.py --kept DIR`). --min-detect-px N adds a third run,
+cheap checks first with `faces.min_detect_px: N` (SCRFD searched at a reduced input), and its
+ratio and verdict differences against the default.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from anytalker.local_prefect import start_server
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 REPO = Path(__file__).resolve().parents[1]
+REDUCED = "reduced face search"
 
 
 def warm_up(workers: int) -> None:
@@ -68,13 +71,14 @@ print("RESULT " + json.dumps({"seconds": time.perf_counter() - start, "run": res
 """
 
 
-def run(videos: list[Path], work: Path, workers: int, every_metric: bool) -> tuple[float, dict, dict]:
-    """One curate run: wall seconds, the run's statistics, and the verdict of every clip."""
+def run(videos: list[Path], work: Path, workers: int, every_metric: bool, extra: str = "") -> tuple[float, dict, dict]:
+    """One curate run (`extra`: more lines of its YAML config): wall seconds, the run's
+    statistics, and the verdict of every clip."""
     from flows.curate import curate
     from tasks.catalog import Catalog
 
     config = work.with_suffix(".yaml")
-    config.write_text(f"workers: {workers}\nevery_metric: {str(every_metric).lower()}\n")
+    config.write_text(f"workers: {workers}\nevery_metric: {str(every_metric).lower()}\n{extra}")
     start = time.perf_counter()
     result = curate(inputs=[str(v) for v in videos], workdir=str(work), config_path=str(config))
     seconds = time.perf_counter() - start
@@ -134,6 +138,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--baseline", help="A git revision whose curate flow runs first, for a before/after table.")
     parser.add_argument("--keep", type=Path, help="Leave the cheap-checks run's work directory here.")
+    parser.add_argument("--min-detect-px", type=int, help="Also run cheap checks first with this faces.min_detect_px.")
     args = parser.parse_args()
     videos = args.videos or sorted(SHARED.glob("*.mp4"))
     if not videos:
@@ -149,6 +154,9 @@ def main() -> None:
             runs[f"baseline {args.baseline}"] = run_baseline(args.baseline, videos, root / "baseline")
         for name, every in (("cheap checks first", False), ("every metric", True)):
             runs[name] = run(videos, root / name.replace(" ", "-"), args.workers, every)
+        if args.min_detect_px:
+            runs[REDUCED] = run(videos, root / "reduced", args.workers, False,
+                                f"faces:\n  min_detect_px: {args.min_detect_px}\n")  # fmt: skip
         if args.keep:
             shutil.rmtree(args.keep, ignore_errors=True)
             shutil.copytree(root / "cheap-checks-first", args.keep)
@@ -170,6 +178,14 @@ def main() -> None:
         for key in sorted(set(base_v) | set(cascade_v), key=str):
             if base_v.get(key) != cascade_v.get(key):
                 print(f"  {key}: baseline {base_v.get(key)}, now {cascade_v.get(key)}")
+    if REDUCED in runs:
+        reduced_s, _, reduced_v = runs[REDUCED]
+        reduced_task = sum(stage_seconds(runs[REDUCED][1]).values())
+        print(f"ratio reduced face search / cheap-checks-first: wall {reduced_s / cascade_s:.2f}x, stage time "
+              f"{reduced_task / cascade_task:.2f}x; same verdicts: {reduced_v == cascade_v}")  # fmt: skip
+        for key in sorted(set(reduced_v) | set(cascade_v), key=str):
+            if reduced_v.get(key) != cascade_v.get(key):
+                print(f"  {key}: cheap checks first {cascade_v.get(key)}, reduced face search {reduced_v.get(key)}")
     print("verdicts (cheap checks first), by source: clip start -> verdict")
     by_source: dict[str, list[str]] = {}
     for (source, start), verdict in sorted(cascade_v.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0.0)):

@@ -292,6 +292,46 @@ def test_faces_are_detected_at_the_frames_own_size(shared_videos: Path, shared_m
     assert moved < 0.08 * height and cosine > 0.9
 
 
+def test_faces_are_searched_at_a_reduced_size_and_a_face_that_shrinks_is_still_found(
+    shared_videos: Path, shared_models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With min_input_px, SCRFD searches a sample at the smallest input in which the faces the
+    sample before found (times the counting ratio) stay that tall. On a close talking head most
+    samples run smaller than full size with the same face facts; when the face then shrinks to
+    a sixteenth (a zoom out), the reduced search misses it and the sample is searched again at
+    full size, so the face is found in every sample as at full size."""
+    from tasks.curation.analysis import faces
+
+    assert faces.reduced_size((640, 640), (800, 800, 3), 0.3 * 400, 32) == (224, 224)  # 32 / 120 of 800 px
+    assert faces.reduced_size((640, 640), (800, 800, 3), 0.3 * 60, 32) == (640, 640)  # would need more than full
+    assert faces.reduced_size((288, 288), (280, 280, 3), 0.0, 32) == (288, 288)  # no face before: full size
+    clip = read_clip(shared_videos / "LivePortrait__d3.mp4")
+    n = int(4 * clip.fps)
+    small = np.zeros_like(clip.frames[:n])
+    side = clip.frames.shape[1] // 16
+    for i, frame in enumerate(clip.frames[:n]):
+        small[i, 7 * side:8 * side, 7 * side:8 * side] = cv2.resize(frame, (side, side), interpolation=cv2.INTER_AREA)
+    media = replace(clip, frames=np.concatenate([clip.frames[:n], small]))
+    model = resolve_face_models(CurateConfig().faces.model)
+    detector = faces.face_analysis(model).det_model
+    sizes: list[tuple[int, int]] = []
+    plain = detector.detect
+    monkeypatch.setattr(detector, "detect", lambda img, input_size: sizes.append(input_size) or plain(img, input_size=input_size))
+    full, _ = faces.detect_samples(media, model, 5.0)
+    full_sizes, sizes[:] = list(sizes), []
+    reduced, _ = faces.detect_samples(media, model, 5.0, min_ratio=0.3, min_input_px=32)
+    half = len(full) // 2
+    print(f"{len(full)} samples at {full_sizes[0]}; reduced searches: {sizes}")
+    assert set(full_sizes) == {(640, 640)} and len(full) == 2 * half
+    assert [len(s) for s in full] == [len(s) for s in reduced] == [1] * len(full)  # the face, in every sample
+    reduced_large = [wh for wh in sizes[:half] if wh != (640, 640)]
+    assert len(reduced_large) == half - 1 and all(w <= 256 for w, _ in reduced_large)  # all but the first
+    assert sizes[half + 1] == (640, 640) and len(sizes) > len(full)  # the shrunk face: searched again at full size
+    for a, b in zip(full, reduced, strict=True):
+        height = a[0].height
+        assert float(np.abs(a[0].box - b[0].box).max()) < 0.08 * height and float(a[0].embedding @ b[0].embedding) > 0.9
+
+
 def test_shifted_copy_is_rejected_or_realigned(shared_videos: Path, shared_models: Path, tmp_path: Path) -> None:
     src = shared_videos / "PC-AVS__Audio_Source_00015.mp4"
     shifted = _standard_clip(src, tmp_path / "late.mp4", "-af", "adelay=400:all=1")  # audio 10 frames late

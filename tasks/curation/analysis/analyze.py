@@ -112,7 +112,7 @@ def analyze_media(media: ClipMedia, source_id: str, clip_id: str, workdir: Path,
     gpus = config.cluster.analyze_gpus  # the models run on the task's GPU, where it has one (tasks.models)
     with _timed(seconds, "faces"):
         faces = analyze_faces(media, resolve_face_models(config.faces.model), config.faces.sample_fps,
-                              config.faces.count_min_ratio, gpus)  # fmt: skip
+                              config.faces.count_min_ratio, gpus, config.faces.min_detect_px)  # fmt: skip
     metrics: dict = {"analyzed": True, **faces.metrics()}
     step = sample_step(media.fps, config.faces.sample_fps)
     with _timed(seconds, "quality"):

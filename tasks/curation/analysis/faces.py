@@ -171,26 +171,57 @@ def padded_for_detection(rgb: np.ndarray) -> tuple[np.ndarray, int, tuple[int, i
     return bgr, pad, detector_size(*bgr.shape[:2])
 
 
+def reduced_size(full: tuple[int, int], shape: tuple[int, ...], floor_px: float, min_input_px: int) -> tuple[int, int]:
+    """The smallest SCRFD input (width, height) for a padded frame of `shape` in which a face
+    `floor_px` tall (frame pixels) is still at least `min_input_px` tall; `full` when that needs
+    the full size (`detector_size`) or more.
+
+    Why: SCRFD's time grows with its input's pixels, and a talking head 300 px tall is found as
+    surely in a 256-px input as in a 640-px one: faces 32 px tall or more in the input are found
+    as at full size, misses left only among faces scored near the threshold at full size too
+    (`benchmarks/face_scale.py`)."""
+    height, width = shape[:2]
+    scale = min_input_px / floor_px if floor_px > 0 else 1.0
+    if scale >= min(full[0] / width, full[1] / height):
+        return full
+    return max(32, math.ceil(width * scale / 32) * 32), max(32, math.ceil(height * scale / 32) * 32)
+
+
 def detect_samples(
-    media: ClipMedia, model: str, sample_fps: float, gpus: float = 0.0
+    media: ClipMedia, model: str, sample_fps: float, gpus: float = 0.0, min_ratio: float = 0.0, min_input_px: int = 0
 ) -> tuple[list[list[Detection]], list[int]]:
     """Faces on frames sampled at `sample_fps`, in clip pixels (each frame padded first:
-    `padded_for_detection`)."""
+    `padded_for_detection`).
+
+    With `min_input_px` > 0, a sample is searched at the smallest input (`reduced_size`) in which
+    every face the sample before found, times `min_ratio`, stays `min_input_px` tall: faces
+    smaller than `min_ratio` of a face in the picture do not count (`count_min_ratio`), so they
+    need not be found. A sample that finds fewer faces that way than the one before (a face left,
+    shrank, or is missed) is searched again at full size, and so is every sample after one with no
+    face; with 0, every sample is searched at full size."""
     from insightface.app.common import Face
 
     app = face_analysis(model, gpus)
     detector, recognition = app.det_model, app.models["recognition"]
     frames = list(range(0, len(media.frames), sample_step(media.fps, sample_fps)))
     samples: list[list[Detection]] = []
+    before = np.zeros((0, 5), np.float32)
     for s, f in enumerate(frames):
-        bgr, pad, size = padded_for_detection(media.frames[f])
+        bgr, pad, full = padded_for_detection(media.frames[f])
+        size = full
+        if min_input_px > 0 and len(before):
+            size = reduced_size(full, bgr.shape, min_ratio * float(np.min(before[:, 3] - before[:, 1])), min_input_px)
+        rows, points = detector.detect(bgr, input_size=size)
+        if size != full and len(rows) < len(before):
+            rows, points = detector.detect(bgr, input_size=full)
         found = []
-        for row, kps in zip(*detector.detect(bgr, input_size=size), strict=True):
+        for row, kps in zip(rows, points, strict=True):
             face = Face(bbox=row[:4], kps=kps, det_score=row[4])
             recognition.get(bgr, face)  # aligns the crop on the keypoints and sets the embedding
             found.append(Detection(s, f, (row[:4] - pad) * media.scale, (kps - pad) * media.scale, float(row[4]),
                                    np.asarray(face.normed_embedding, dtype=np.float32)))  # fmt: skip
         samples.append(found)
+        before = rows
     return samples, frames
 
 
@@ -236,9 +267,9 @@ def per_frame_boxes(track: Track, n_frames: int, step: int, max_gap: int) -> np.
 
 
 def analyze_faces(
-    media: ClipMedia, model: str, sample_fps: float, count_min_ratio: float, gpus: float = 0.0
+    media: ClipMedia, model: str, sample_fps: float, count_min_ratio: float, gpus: float = 0.0, min_input_px: int = 0
 ) -> FaceSummary:
-    samples, frames = detect_samples(media, model, sample_fps, gpus)
+    samples, frames = detect_samples(media, model, sample_fps, gpus, count_min_ratio, min_input_px)
     step = sample_step(media.fps, sample_fps)
     n = len(media.frames)
     tracks = build_tracks(samples)
@@ -269,10 +300,12 @@ class StableFace:
     embedding: np.ndarray
 
 
-def stable_faces(media: ClipMedia, model: str, sample_fps: float, min_coverage: float, min_ratio: float) -> list[StableFace]:
+def stable_faces(
+    media: ClipMedia, model: str, sample_fps: float, min_coverage: float, min_ratio: float, min_input_px: int = 0
+) -> list[StableFace]:
     """Tracks found in at least `min_coverage` of the samples and at least `min_ratio` as tall as
     the tallest such track, left to right (the order audio tracks bind to)."""
-    samples, _ = detect_samples(media, model, sample_fps)
+    samples, _ = detect_samples(media, model, sample_fps, min_ratio=min_ratio, min_input_px=min_input_px)
     step = sample_step(media.fps, sample_fps)
     tracks = [t for t in build_tracks(samples) if len(t.detections) >= min_coverage * len(samples)]
     if not tracks:

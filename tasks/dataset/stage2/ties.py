@@ -131,7 +131,7 @@ def analyze_multiperson(clip: LibraryClip, config: CurateConfig) -> MultiPersonR
     media = read_clip(clip.path, config.faces.analysis_max_side)
     n = len(media.frames)
     faces = stable_faces(media, resolve_face_models(config.faces.model), config.faces.sample_fps,
-                         mp.min_face_coverage, mp.min_face_ratio)  # fmt: skip
+                         mp.min_face_coverage, mp.min_face_ratio, config.faces.min_detect_px)  # fmt: skip
     boxes = np.stack([f.boxes for f in faces]) if faces else np.zeros((0, n, 4), np.float32)
     metrics: dict = {"stable_faces": len(faces)}
     if len(faces) < mp.min_faces:
