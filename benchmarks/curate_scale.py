@@ -232,8 +232,9 @@ def main() -> None:
     print(f"extrapolated to 1 M sources (linear): Prefect database {(after_bytes - before_bytes) * scale / 1e9:.1f} GB, "
           f"catalog {catalog_bytes * scale / 1e9:.2f} GB, orchestration {overhead * MILLION / 3600:.0f} wall-hours at "
           f"{args.workers} workers, a rerun that skips everything {rerun_per * MILLION / 3600:.1f} h, "
-          f"the flow's end-of-run counts {counts_s * scale:.0f} s, the flow process's growth "
-          f"{result['memory'].get('per_source', float('nan')) * MILLION / 1e9:.1f} GB"
+          f"the flow's end-of-run counts {counts_s * scale:.0f} s, the flow process's growth if it went on "
+          f"linearly {result['memory'].get('per_source', float('nan')) * MILLION / 1e9:.1f} GB (it levels off once the "
+          f"catalog's SQLite page cache is full: README, 'Curation at scale')"
           + ("" if baseline is None else f" (baseline {baseline['memory'].get('per_source', float('nan')) * MILLION / 1e9:.1f} GB)"))  # fmt: skip
 
 
