@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import time
 from pathlib import Path
 
@@ -58,7 +57,7 @@ def measure_recall(videos: list[Path], detector) -> list[Seen]:
             bgr, _, full = faces.padded_for_detection(media.frames[f])
             reference, _ = detector.detect(bgr, input_size=full)
             for scale in SCALES:
-                size = (max(32, math.ceil(full[0] * scale / 32) * 32), max(32, math.ceil(full[1] * scale / 32) * 32))
+                size = faces.stride_size(full[0] * scale, full[1] * scale)
                 got, _ = detector.detect(bgr, input_size=size)
                 ratio = min(size[0] / bgr.shape[1], size[1] / bgr.shape[0])
                 for ref in reference:

@@ -279,7 +279,6 @@ def test_build_shards_flow_on_real_footage(shared_curated: Path, tmp_path: Path)
     assert event.payload["samples"] == {"train": train["samples"], "val": val["samples"]}
 
 
-
 def test_a_sample_that_fails_to_render_is_reported_and_the_rest_are_written(
     shared_curated: Path, tmp_path: Path, monkeypatch
 ) -> None:
@@ -301,6 +300,7 @@ def test_a_sample_that_fails_to_render_is_reported_and_the_rest_are_written(
     assert result["failed"] == {calls[1]: "ValueError: cannot render this one"}
     assert result["index"]["failed"] == result["failed"]
     assert result["written"] == sum(result["index"]["planned"].values()) - 1 > 0
+
 
 def _stage2_of(clip_path: Path):
     """A 6 s 832x480 two-face clip at 25 fps as a stage-2 candidate (its speech analysed as

@@ -21,6 +21,7 @@ from tasks.models import ModelsMissing, load_once, onnx_providers, onnx_session_
 
 MODELS_ENV = "ANYTALKER_FACE_MODELS"
 DETECT_MAX_SIDE = 640  # SCRFD's input is at most this large (insightface's default det_size)
+STRIDE = 32  # SCRFD's largest feature stride: its input sides are multiples of it
 
 
 def resolve_face_models(configured: str) -> str:
@@ -158,7 +159,13 @@ def detector_size(height: int, width: int) -> tuple[int, int]:
     fixed input (e.g. scrfd_500m) keeps its own size: insightface ignores this one then.
     """
     scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
-    return math.ceil(width * scale / 32) * 32, math.ceil(height * scale / 32) * 32
+    return stride_size(width * scale, height * scale)
+
+
+def stride_size(width: float, height: float) -> tuple[int, int]:
+    """(width, height) each rounded up to a multiple of SCRFD's largest stride (32), the input
+    sizes its anchors tile exactly."""
+    return math.ceil(width / STRIDE) * STRIDE, math.ceil(height / STRIDE) * STRIDE
 
 
 def padded_for_detection(rgb: np.ndarray) -> tuple[np.ndarray, int, tuple[int, int]]:
@@ -184,7 +191,7 @@ def reduced_size(full: tuple[int, int], shape: tuple[int, ...], floor_px: float,
     scale = min_input_px / floor_px if floor_px > 0 else 1.0
     if scale >= min(full[0] / width, full[1] / height):
         return full
-    return max(32, math.ceil(width * scale / 32) * 32), max(32, math.ceil(height * scale / 32) * 32)
+    return stride_size(width * scale, height * scale)
 
 
 def detect_samples(
